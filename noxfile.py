@@ -1,0 +1,34 @@
+"""Developer sessions: ``nox -s tests lint typecheck``; slow runs: ``nox -s bench crash``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".", "mypy>=1.10")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The full benchmark: one run, every workload, ratios printed and written to bench.json."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/bench.py", "--json", "bench.json", *session.posargs)

@@ -1,0 +1,202 @@
+"""One group-commit transaction, run whole on the writer connection's thread.
+
+A batch is applied optimistically: ops check their input against the database *before* they
+write anything, so an op that is rejected (unknown session, bad range) is simply skipped and
+the rest of the batch goes on. Small writes are buffered per statement and flushed with one
+``executemany`` each, and every session's ``next_seq`` / ``updated_at`` is written once per
+batch, not once per op.
+
+If anything unexpected fails half-way (a constraint, bad text), the whole transaction is rolled
+back and the batch is replayed with a SAVEPOINT around each op, so only the culprit fails.
+Errors about the database itself (disk full, I/O, corruption) fail the whole batch; a failed
+COMMIT fails every op of the batch, and nothing of it is visible.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import InvalidArgument, SessionNotFound, is_busy, is_environmental, map_error
+
+if TYPE_CHECKING:
+    from ._ops import WriteOp
+
+#: (error, value) per op, in submission order.
+Outcome = tuple[BaseException | None, Any]
+
+_BUSY_RETRIES = 5
+
+_UPDATE_NEXT_SEQ = "UPDATE session_state SET next_seq = ? WHERE session_id = ?"
+_UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
+
+
+class Batch:
+    """What ops see of the open transaction: the connection, the batch's clock, and caches."""
+
+    __slots__ = (
+        "_buffers",
+        "_dirty_seq",
+        "_next_seq",
+        "_touched",
+        "conn",
+        "max_spawn_depth",
+        "now",
+    )
+
+    def __init__(self, conn: sqlite3.Connection, now: int, max_spawn_depth: int) -> None:
+        self.conn = conn
+        self.now = now
+        self.max_spawn_depth = max_spawn_depth
+        # session_id -> next free seq, or None when the session does not exist.
+        self._next_seq: dict[str, int | None] = {}
+        self._dirty_seq: set[str] = set()
+        self._touched: set[str] = set()
+        self._buffers: dict[str, list[tuple[Any, ...]]] = {}
+
+    def _lookup(self, session_id: str) -> int | None:
+        try:
+            return self._next_seq[session_id]
+        except KeyError:
+            r = self.conn.execute(
+                "SELECT next_seq FROM session_state WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            found: int | None = None if r is None else r[0]
+            self._next_seq[session_id] = found
+            return found
+
+    def require(self, session_id: str) -> None:
+        """Raise :class:`SessionNotFound` unless the session exists."""
+        if self._lookup(session_id) is None:
+            raise SessionNotFound(session_id)
+
+    def peek_next_seq(self, session_id: str) -> int:
+        seq = self._lookup(session_id)
+        if seq is None:
+            raise SessionNotFound(session_id)
+        return seq
+
+    def take_seqs(self, session_id: str, count: int = 1) -> int:
+        """Allocate *count* consecutive seqs and return the first."""
+        first = self.peek_next_seq(session_id)
+        self._next_seq[session_id] = first + count
+        self._dirty_seq.add(session_id)
+        return first
+
+    def created(self, session_id: str) -> None:
+        self._next_seq[session_id] = 1
+
+    def forget(self, session_ids: Sequence[str]) -> None:
+        for sid in session_ids:
+            self._next_seq[sid] = None
+            self._dirty_seq.discard(sid)
+            self._touched.discard(sid)
+
+    def touch(self, session_id: str) -> None:
+        self._touched.add(session_id)
+
+    def buffer(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue a write that commutes with every other buffered statement but its own kind."""
+        try:
+            self._buffers[sql].append(params)
+        except KeyError:
+            self._buffers[sql] = [params]
+
+    def flush(self) -> None:
+        """Write everything buffered. Ops that read what buffered writes touch call this first."""
+        conn = self.conn
+        if self._buffers:
+            for sql, rows in self._buffers.items():
+                conn.executemany(sql, rows)
+            self._buffers = {}
+        if self._dirty_seq:
+            conn.executemany(
+                _UPDATE_NEXT_SEQ, [(self._next_seq[sid], sid) for sid in self._dirty_seq]
+            )
+            self._dirty_seq = set()
+        if self._touched:
+            now = self.now
+            conn.executemany(_UPDATE_TOUCHED, [(now, sid) for sid in self._touched])
+            self._touched = set()
+
+    def reset(self) -> None:
+        """Drop caches and buffers after a rollback to a savepoint."""
+        self._next_seq.clear()
+        self._dirty_seq.clear()
+        self._touched.clear()
+        self._buffers = {}
+
+
+def _apply_fast(batch: Batch, ops: Sequence[WriteOp]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for op in ops:
+        try:
+            outcomes.append((None, op.apply(batch)))
+        except InvalidArgument as exc:
+            # Ops raise these before writing or buffering anything: nothing to undo.
+            outcomes.append((exc, None))
+    batch.flush()
+    return outcomes
+
+
+def _apply_isolated(batch: Batch, ops: Sequence[WriteOp]) -> list[Outcome]:
+    conn = batch.conn
+    outcomes: list[Outcome] = []
+    for op in ops:
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op.apply(batch)
+            batch.flush()
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            batch.reset()
+            if is_environmental(exc):
+                raise
+            outcomes.append((map_error(exc), None))
+        else:
+            conn.execute("RELEASE op")
+            outcomes.append((None, value))
+    return outcomes
+
+
+def _transaction(
+    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int
+) -> list[Outcome]:
+    batch = Batch(conn, time.time_ns() // 1_000_000, max_spawn_depth)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            outcomes = _apply_fast(batch, ops)
+        except Exception as exc:
+            if is_environmental(exc):
+                raise
+            conn.execute("ROLLBACK")
+            batch.reset()
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = _apply_isolated(batch, ops)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def run_batch(
+    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int
+) -> list[Outcome]:
+    """Apply *ops* in one transaction and report each op's outcome. Never raises."""
+    attempt = 0
+    while True:
+        try:
+            return _transaction(conn, ops, max_spawn_depth)
+        except Exception as exc:
+            # busy_timeout already waited; another process holds the write lock for long.
+            if is_busy(exc) and attempt < _BUSY_RETRIES:
+                attempt += 1
+                time.sleep(0.01 * attempt)
+                continue
+            return [(map_error(exc), None)] * len(ops)

@@ -1,0 +1,46 @@
+"""The one place that reaches into aiosqlite's internals.
+
+Each aiosqlite connection owns a thread that runs queued callables. Its public API offers one
+call per statement, and every call is a thread hand-off (~87 µs measured); power_store runs a
+whole batch or a whole read as ONE callable instead, through ``Connection._execute``. That and
+two other private attributes are used here and nowhere else; ``tests/test_connection.py``
+fails loudly if an aiosqlite release changes them. Checked with aiosqlite 0.20 to 0.22.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiosqlite
+
+T = TypeVar("T")
+
+
+def check_aiosqlite() -> None:
+    """Raise ImportError if this aiosqlite lacks the internals power_store relies on."""
+    missing = [name for name in ("_execute", "_conn") if not hasattr(aiosqlite.Connection, name)]
+    if missing:
+        raise ImportError(
+            f"power_store needs aiosqlite's private Connection.{', '.join(missing)}, "
+            f"which aiosqlite {aiosqlite.__version__} does not have"
+        )
+
+
+async def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
+    conn = aiosqlite.connect(database, isolation_level=None, **kwargs)
+    # A store that is never closed must not keep the interpreter from exiting: aiosqlite's
+    # worker threads are non-daemon when created from a non-daemon thread.
+    conn._thread.daemon = True
+    conn._thread.name = "power_store-sqlite"
+    return await conn
+
+
+async def run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` on *conn*'s thread, in one hand-off."""
+    result: T = await conn._execute(_call, conn, fn, args)  # type: ignore[no-untyped-call]
+    return result
+
+
+def _call(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(conn._conn, *args)

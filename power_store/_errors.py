@@ -1,0 +1,169 @@
+"""The error tree, and the one place where sqlite3 errors become power_store errors.
+
+::
+
+    PowerStoreError
+    ├── InvalidArgument (ValueError)        bad input; nothing was written
+    │   ├── SessionNotFound                 unknown session id
+    │   ├── SessionExists                   create_session with an id already taken
+    │   ├── SpawnDepthExceeded              parent too deep for another subagent
+    │   └── InvalidCompactionRange          from/to outside the session's active messages
+    ├── StoreClosed (RuntimeError)          the store is closed, closing, or was never opened
+    ├── FacadeMisuse (RuntimeError)         sync facade called from its own loop thread / after fork
+    ├── StoreOpenError                      the path cannot be opened as a power_store database
+    │   └── SchemaTooNew                    written by a newer power_store
+    └── DatabaseError                       SQLite failed while running a write or a read
+        └── StorageFull                     disk or database size limit reached
+
+Where power-loop 0.2.0 raised ``ValueError`` (unknown session, unknown parent, spawn depth),
+the new errors subclass ``ValueError`` too, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+class PowerStoreError(Exception):
+    """Base class of every error power_store raises on purpose."""
+
+
+class InvalidArgument(PowerStoreError, ValueError):
+    """An argument was rejected before anything was written."""
+
+
+class SessionNotFound(InvalidArgument):
+    """No session with this id exists (or it was closed)."""
+
+    def __init__(self, session_id: str, what: str = "session") -> None:
+        self.session_id = session_id
+        super().__init__(f"{what} not found: {session_id!r}")
+
+
+class SessionExists(InvalidArgument):
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"session already exists: {session_id!r}")
+
+
+class SpawnDepthExceeded(InvalidArgument):
+    def __init__(self, parent_session_id: str, depth: int, max_depth: int) -> None:
+        self.session_id = parent_session_id
+        self.depth = depth
+        self.max_depth = max_depth
+        super().__init__(
+            f"spawn depth {depth} under parent {parent_session_id!r} exceeds max {max_depth}"
+        )
+
+
+class InvalidCompactionRange(InvalidArgument):
+    def __init__(self, session_id: str, from_seq: object, to_seq: object, why: str) -> None:
+        self.session_id = session_id
+        self.from_seq = from_seq
+        self.to_seq = to_seq
+        super().__init__(
+            f"invalid compaction range {from_seq!r}..{to_seq!r} for session {session_id!r}: {why}"
+        )
+
+
+class StoreClosed(PowerStoreError, RuntimeError):
+    def __init__(self, path: str, state: str = "closed") -> None:
+        self.path = path
+        super().__init__(f"the store on {path!r} is {state}")
+
+
+class FacadeMisuse(PowerStoreError, RuntimeError):
+    """The sync facade was called where it cannot work (its own loop thread, a forked child)."""
+
+
+class StoreOpenError(PowerStoreError):
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"cannot open {path!r} as a power_store database: {why}")
+
+
+class SchemaTooNew(StoreOpenError):
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            path,
+            f"schema version {found} was written by a newer power_store "
+            f"(this one supports up to {supported})",
+        )
+
+
+class DatabaseError(PowerStoreError):
+    """SQLite failed; ``sqlite_errorname`` says how (e.g. ``SQLITE_IOERR_WRITE``)."""
+
+    def __init__(self, message: str, sqlite_errorname: str | None = None) -> None:
+        self.sqlite_errorname = sqlite_errorname
+        super().__init__(message)
+
+
+class StorageFull(DatabaseError):
+    """The disk, or the database's ``max_page_count``, is full. Retry once space is back."""
+
+
+# SQLite's primary result codes (sqlite3 only names them from Python 3.11 on).
+_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PROTOCOL, _NOTADB = (
+    5,
+    6,
+    7,
+    8,
+    10,
+    11,
+    13,
+    14,
+    15,
+    26,
+)
+# Errors about the database or the machine, not about one op: a batch that meets one fails as a
+# whole rather than being replayed op by op.
+_ENVIRONMENTAL_CODES = frozenset(
+    (_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PROTOCOL, _NOTADB)
+)
+# Python 3.10's sqlite3 errors carry no code; their messages are SQLite's fixed texts.
+_CODE_BY_MESSAGE = (
+    ("database is locked", _BUSY),
+    ("database table is locked", _LOCKED),
+    ("disk is full", _FULL),
+    ("disk I/O error", _IOERR),
+    ("malformed", _CORRUPT),
+    ("not a database", _NOTADB),
+    ("readonly database", _READONLY),
+    ("unable to open", _CANTOPEN),
+    ("out of memory", _NOMEM),
+)
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    text = str(exc)
+    return next((code for fragment, code in _CODE_BY_MESSAGE if fragment in text), None)
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """True when *exc* is about the database as a whole, not about one op's input."""
+    return isinstance(exc, sqlite3.Error) and _primary_code(exc) in _ENVIRONMENTAL_CODES
+
+
+def is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and _primary_code(exc) in (_BUSY, _LOCKED)
+
+
+def map_error(exc: BaseException) -> BaseException:
+    """Translate a low-level error into the power_store error a caller should see."""
+    if isinstance(exc, PowerStoreError):
+        return exc
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidArgument(f"text is not valid unicode (lone surrogate?): {exc.reason}")
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None)
+        cls = StorageFull if _primary_code(exc) == _FULL else DatabaseError
+        mapped = cls(f"SQLite error: {exc}", name)
+        mapped.__cause__ = exc
+        return mapped
+    return exc

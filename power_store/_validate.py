@@ -1,0 +1,117 @@
+"""Argument checks and JSON encoding, run in the caller's coroutine before a write is queued.
+
+Everything here runs off the writer's path: by the time an op reaches the writer its input is
+known to be well-formed and already encoded, so the writer only meets errors that depend on the
+database (unknown session, bad range) or on the machine (disk full).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from typing import Any, TypeVar
+
+from ._errors import InvalidArgument
+
+E = TypeVar("E", bound=Enum)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    # json.dumps would silently turn {1: "a"} into {"1": "a"} and a tuple into a list; a value
+    # that does not come back as it went in is rejected instead.
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{where}: {value!r} is not a finite number")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_json_value(item, where)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgument(f"{where}: key {key!r} is not a string")
+            _check_json_value(item, where)
+        return
+    raise InvalidArgument(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def json_dict(value: Any, where: str) -> dict[str, Any]:
+    """Check a JSON object argument (``None`` meaning empty) without encoding it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where} must be a dict, not {type(value).__name__}")
+    _check_json_value(value, where)
+    return value
+
+
+def json_object(value: Any, where: str, *, empty_as: str | None = "{}") -> str | None:
+    """Encode a JSON object argument; ``None`` and ``{}`` become *empty_as*."""
+    checked = json_dict(value, where)
+    return _encoder.encode(checked) if checked else empty_as
+
+
+def tool_calls(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(call, dict) for call in value):
+        raise InvalidArgument("tool_calls must be a list of dicts")
+    if not value:
+        return None
+    _check_json_value(value, "tool_calls")
+    return _encoder.encode(value)
+
+
+def decode(text: str | None) -> Any:
+    return None if not text else json.loads(text)
+
+
+def text(value: Any, where: str) -> str | None:
+    """An optional string."""
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidArgument(f"{where} must be a string or None, not {type(value).__name__}")
+
+
+def required_text(value: Any, where: str, *, non_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{where} must be a string, not {type(value).__name__}")
+    if non_empty and not value:
+        raise InvalidArgument(f"{where} must not be empty")
+    return value
+
+
+def session_id(value: Any, where: str = "session_id") -> str:
+    return required_text(value, where, non_empty=True)
+
+
+def integer(value: Any, where: str, *, minimum: int = 0) -> int:
+    # bool is an int subclass; True as a token count is a bug in the caller, not a 1.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{where} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgument(f"{where} must be >= {minimum}, got {value}")
+    return value
+
+
+def optional_integer(value: Any, where: str, *, minimum: int = 0) -> int | None:
+    return None if value is None else integer(value, where, minimum=minimum)
+
+
+def enum_value(enum: type[E], value: Any, where: str) -> E:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise InvalidArgument(f"{where} must be one of {choices}, got {value!r}") from None
+
+
+def encode(value: dict[str, Any]) -> str:
+    """Encode a dict already checked by :func:`json_dict` (plus our own scalar fields)."""
+    return _encoder.encode(value)
