@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 from ._models import SubagentLifecycle
 from ._store import AsyncSessionStore
@@ -51,7 +51,7 @@ async def _run_agent(
     tally.writes += 2
     for round_index in range(rounds):
         await store.set_round_index(sid, round_index)
-        calls = [
+        calls: list[dict[str, Any]] = [
             {"id": f"call_{round_index}_{t}", "type": "function",
              "function": {"name": "search", "arguments": f'{{"q": "item {t}"}}'}}
             for t in range(tools)
@@ -123,6 +123,6 @@ async def run_demo(path: str, *, agents: int, rounds: int, tools: int, seed: int
             f"= {tally.writes / elapsed:,.0f} writes/s",
             f"  agent {sample}: {len(history)} active messages, round {state.round_index}, "
             f"pending {state.pending}, {len(children)} live subagents",
-            f"  database file    : {Path(location).resolve()}",
+            f"  database file    : {location}",
         ]
     )

@@ -129,9 +129,7 @@ async def test_append_and_load(store: Any) -> None:
     sid = await store.create_session()
     calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
     assert await store.append_message(sid, role="user", content="hi") == 1
-    assert (
-        await store.append_message(sid, role="assistant", tool_calls=calls, round_index=0) == 2
-    )
+    assert await store.append_message(sid, role="assistant", tool_calls=calls, round_index=0) == 2
     assert (
         await store.append_message(
             sid, role="tool", content="42", tool_call_id="c1", name="f", meta={"ms": 3}
@@ -140,8 +138,8 @@ async def test_append_and_load(store: Any) -> None:
     )
     msgs = await store.load_active_messages(sid)
     assert [m.seq for m in msgs] == [1, 2, 3]
-    assert msgs[0].meta == {} and msgs[0].tool_calls is None
-    assert msgs[1].tool_calls == calls and msgs[1].round_index == 0
+    assert (msgs[0].meta, msgs[0].tool_calls) == ({}, None)
+    assert (msgs[1].tool_calls, msgs[1].round_index) == (calls, 0)
     assert (msgs[2].tool_call_id, msgs[2].name, msgs[2].meta) == ("c1", "f", {"ms": 3})
     assert all(m.state is MessageState.ACTIVE for m in msgs)
     assert await store.get_message(sid, 2) == msgs[1]
