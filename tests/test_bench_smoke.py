@@ -21,8 +21,9 @@ def test_quick_benchmark_runs_every_workload(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report, "empty report"
-    text = json.dumps(report)
+    assert report["errors"] == []
+    assert all(isinstance(r["value"], float) for r in report["ratios"]), report["ratios"]
+    text = json.dumps(report["ratios"])
     for ratio in ("W1 / limit", "W1 FULL / W1 NORMAL", "single async", "agent rounds",
                   "under W1 / idle", "at 100k / at 1k", "peak RSS"):  # fmt: skip
         assert ratio in text, ratio
