@@ -19,7 +19,6 @@ import aiosqlite
 
 from . import _connection, _queries, _schema
 from . import _validate as check
-from ._checkpointer import Checkpointer
 from ._errors import InvalidArgument, InvalidCompactionRange, StoreClosed, StoreOpenError
 from ._models import (
     DEFAULT_DB_PATH,
@@ -49,8 +48,6 @@ from ._writer import Writer
 T = TypeVar("T")
 
 MEMORY = ":memory:"
-#: Seconds the checkpointer lets commits accumulate between passes.
-CHECKPOINT_PAUSE = 0.02
 
 
 class _State(enum.Enum):
@@ -124,7 +121,6 @@ class AsyncSessionStore:
         writer_conn: aiosqlite.Connection,
         writer: Writer,
         readers: ReaderPool,
-        checkpointer: Checkpointer | None,
     ) -> None:
         # Use AsyncSessionStore.open(); this only wires parts that are already running.
         self.path = path
@@ -132,7 +128,6 @@ class AsyncSessionStore:
         self._writer_conn = writer_conn
         self._writer = writer
         self._readers = readers
-        self._checkpointer = checkpointer
         self._state = _State.OPEN
         self._closed: asyncio.Future[None] | None = None
 
@@ -160,7 +155,6 @@ class AsyncSessionStore:
         busy_ms = int(options.busy_timeout * 1000)
         writer_conn = await _connection.connect(resolved)
         readers: list[aiosqlite.Connection] = []
-        checkpointer: Checkpointer | None = None
         try:
             await _connection.run(
                 writer_conn,
@@ -180,9 +174,6 @@ class AsyncSessionStore:
                     readers.append(conn)
                     await _connection.run(conn, _schema.configure_reader, busy_ms)
                 pool = ReaderPool(readers, resolved, owned=True)
-                checkpoint_conn = await _connection.connect(resolved)
-                checkpointer = Checkpointer(checkpoint_conn, pause=CHECKPOINT_PAUSE)
-                await _connection.run(checkpoint_conn, _schema.configure_reader, busy_ms)
         except BaseException as exc:
             for conn in [*readers, writer_conn]:
                 await conn.close()
@@ -195,12 +186,9 @@ class AsyncSessionStore:
             max_batch=options.max_batch,
             max_queue=options.max_queue,
             max_spawn_depth=options.max_spawn_depth,
-            on_commit=None if checkpointer is None else checkpointer.notify,
         )
         writer.start()
-        if checkpointer is not None:
-            checkpointer.start()
-        return cls(resolved, options, writer_conn, writer, pool, checkpointer)
+        return cls(resolved, options, writer_conn, writer, pool)
 
     async def close(self) -> None:
         """Let queued writes commit, wait for running reads, then close every connection.
@@ -212,8 +200,6 @@ class AsyncSessionStore:
             self._state = _State.CLOSING
             try:
                 await self._writer.close()
-                if self._checkpointer is not None:
-                    await self._checkpointer.close()
                 await self._readers.close()
                 await self._writer_conn.close()
             finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -38,10 +37,8 @@ class Writer:
         max_batch: int,
         max_queue: int,
         max_spawn_depth: int,
-        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
-        self._on_commit = on_commit
         self._path = path
         self._max_batch = max_batch
         self._max_spawn_depth = max_spawn_depth
@@ -125,8 +122,6 @@ class Writer:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(error)
-        if self._on_commit is not None:
-            self._on_commit()
         self.batches += 1
         self.ops += len(batch)
         self.max_batch_seen = max(self.max_batch_seen, len(batch))
