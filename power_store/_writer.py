@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 import aiosqlite
 
 from . import _connection
-from ._batch import run_batch
+from ._batch import Outcome, run_batch
 from ._errors import StoreClosed
 from ._ops import WriteOp
 
@@ -102,11 +103,12 @@ class Writer:
                     op.future.set_exception(closed)
 
     async def _commit(self, batch: list[WriteOp]) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            outcomes = await _connection.run(self._conn, run_batch, batch, self._max_spawn_depth)
+            await _connection.run(self._conn, self._run_and_deliver, loop, batch)
         except BaseException as exc:
-            # run_batch never raises; this is the connection itself gone, or the loop shutting
-            # down while the batch runs on (its result is then unknown to us).
+            # _run_and_deliver never raises; this is the connection itself gone, or the loop
+            # shutting down while the batch runs on (its outcome is then unknown to us).
             logger.error("power_store writer lost a batch of %d ops: %r", len(batch), exc)
             failure = StoreClosed(self._path, "broken")
             for op in batch:
@@ -115,13 +117,25 @@ class Writer:
             if not isinstance(exc, Exception):
                 raise
             return
-        for op, (error, value) in zip(batch, outcomes, strict=True):
-            if op.future.done():
-                continue  # its caller was cancelled after the cut-off; the write stands
-            if error is None:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(error)
         self.batches += 1
         self.ops += len(batch)
         self.max_batch_seen = max(self.max_batch_seen, len(batch))
+
+    def _run_and_deliver(
+        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, batch: list[WriteOp]
+    ) -> None:
+        """On the connection thread: commit the batch, then hand the outcomes straight to the
+        loop. Resolving callers from here, rather than after the writer task wakes up, saves
+        every caller one event-loop iteration."""
+        outcomes = run_batch(conn, batch, self._max_spawn_depth)
+        loop.call_soon_threadsafe(_deliver, batch, outcomes)
+
+
+def _deliver(batch: list[WriteOp], outcomes: list[Outcome]) -> None:
+    for op, (error, value) in zip(batch, outcomes, strict=True):
+        if op.future.done():
+            continue  # its caller was cancelled after the cut-off; the write stands
+        if error is None:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(error)
