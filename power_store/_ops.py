@@ -34,6 +34,8 @@ class WriteOp:
     __slots__ = ("future",)
 
     future: asyncio.Future[Any]
+    #: The session the op writes to (for create_session: the one it creates).
+    session_id: str
 
     def apply(self, batch: Batch) -> Any:
         raise NotImplementedError
@@ -182,7 +184,7 @@ class CloseSession(WriteOp):
 
 
 class AppendMessage(WriteOp):
-    __slots__ = ("params",)
+    __slots__ = ("params", "session_id")
 
     def __init__(
         self,
@@ -195,6 +197,7 @@ class AppendMessage(WriteOp):
         round_index: int | None,
         meta_json: str | None,
     ) -> None:
+        self.session_id = session_id
         # Stored pre-packed in INSERT order; seq, created_at and position are filled in apply.
         self.params = (
             session_id, role, name, content, tool_calls_json, tool_call_id, round_index,
@@ -203,7 +206,7 @@ class AppendMessage(WriteOp):
 
     def apply(self, batch: Batch) -> int:
         p = self.params
-        sid = p[0]
+        sid = self.session_id
         seq = batch.take_seqs(sid)
         batch.buffer(
             _INSERT_MESSAGE, (sid, seq, p[1], p[2], p[3], p[4], p[5], p[6], p[7], batch.now, seq)
