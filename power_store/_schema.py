@@ -154,6 +154,9 @@ def configure_writer(conn: sqlite3.Connection, *, synchronous: str, busy_timeout
         raise sqlite3.OperationalError(f"could not switch to WAL (journal_mode is {mode})")
     # synchronous is whitelisted by the caller ("NORMAL" or "FULL").
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if mode.lower() == "wal":
+        # The checkpointer does this off the writer's commits (see _checkpointer.py).
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 def configure_reader(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:

@@ -19,6 +19,7 @@ import aiosqlite
 
 from . import _connection, _queries, _schema
 from . import _validate as check
+from ._checkpointer import Checkpointer
 from ._errors import InvalidArgument, InvalidCompactionRange, StoreClosed, StoreOpenError
 from ._models import (
     DEFAULT_DB_PATH,
@@ -48,6 +49,8 @@ from ._writer import Writer
 T = TypeVar("T")
 
 MEMORY = ":memory:"
+#: Committed writes between background checkpoint passes.
+CHECKPOINT_EVERY_OPS = 500
 
 
 class _State(enum.Enum):
@@ -121,6 +124,7 @@ class AsyncSessionStore:
         writer_conn: aiosqlite.Connection,
         writer: Writer,
         readers: ReaderPool,
+        checkpointer: Checkpointer | None,
     ) -> None:
         # Use AsyncSessionStore.open(); this only wires parts that are already running.
         self.path = path
@@ -128,6 +132,7 @@ class AsyncSessionStore:
         self._writer_conn = writer_conn
         self._writer = writer
         self._readers = readers
+        self._checkpointer = checkpointer
         self._state = _State.OPEN
         self._closed: asyncio.Future[None] | None = None
 
@@ -155,6 +160,7 @@ class AsyncSessionStore:
         busy_ms = int(options.busy_timeout * 1000)
         writer_conn = await _connection.connect(resolved)
         readers: list[aiosqlite.Connection] = []
+        checkpointer: Checkpointer | None = None
         try:
             await _connection.run(
                 writer_conn,
@@ -174,7 +180,12 @@ class AsyncSessionStore:
                     readers.append(conn)
                     await _connection.run(conn, _schema.configure_reader, busy_ms)
                 pool = ReaderPool(readers, resolved, owned=True)
+                checkpoint_conn = await _connection.connect(resolved)
+                checkpointer = Checkpointer(checkpoint_conn, every_ops=CHECKPOINT_EVERY_OPS)
+                await _connection.run(checkpoint_conn, _schema.configure_reader, busy_ms)
         except BaseException as exc:
+            if checkpointer is not None:
+                await checkpointer.close()
             for conn in [*readers, writer_conn]:
                 await conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -186,9 +197,12 @@ class AsyncSessionStore:
             max_batch=options.max_batch,
             max_queue=options.max_queue,
             max_spawn_depth=options.max_spawn_depth,
+            checkpointer=checkpointer,
         )
         writer.start()
-        return cls(resolved, options, writer_conn, writer, pool)
+        if checkpointer is not None:
+            checkpointer.start()
+        return cls(resolved, options, writer_conn, writer, pool, checkpointer)
 
     async def close(self) -> None:
         """Let queued writes commit, wait for running reads, then close every connection.
@@ -200,6 +214,8 @@ class AsyncSessionStore:
             self._state = _State.CLOSING
             try:
                 await self._writer.close()
+                if self._checkpointer is not None:
+                    await self._checkpointer.close()
                 await self._readers.close()
                 await self._writer_conn.close()
             finally:

@@ -16,8 +16,9 @@ from typing import Any
 
 import aiosqlite
 
-from . import _connection
+from . import _checkpointer, _connection
 from ._batch import Outcome, run_batch
+from ._checkpointer import Checkpointer
 from ._errors import StoreClosed
 from ._ops import WriteOp
 
@@ -33,8 +34,10 @@ class Writer:
         max_batch: int,
         max_queue: int,
         max_spawn_depth: int,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._conn = conn
+        self._checkpointer = checkpointer
         self._path = path
         self._max_batch = max_batch
         self._max_spawn_depth = max_spawn_depth
@@ -117,7 +120,8 @@ class Writer:
     async def _commit(self, batch: list[WriteOp]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await _connection.run(self._conn, self._run_and_deliver, loop, batch)
+            restart = self._checkpointer is not None and self._checkpointer.take_restart()
+            await _connection.run(self._conn, self._run_and_deliver, loop, batch, restart)
         except BaseException as exc:
             # _run_and_deliver never raises; this is the connection itself gone, or the loop
             # shutting down while the batch runs on (its outcome is then unknown to us).
@@ -129,18 +133,27 @@ class Writer:
             if not isinstance(exc, Exception):
                 raise
             return
+        if self._checkpointer is not None:
+            self._checkpointer.committed(len(batch))
         self.batches += 1
         self.ops += len(batch)
         self.max_batch_seen = max(self.max_batch_seen, len(batch))
 
     def _run_and_deliver(
-        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, batch: list[WriteOp]
+        self,
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[WriteOp],
+        restart: bool,
     ) -> None:
         """On the connection thread: commit the batch, then hand the outcomes straight to the
         loop. Resolving callers from here, rather than after the writer task wakes up, saves
         every caller one event-loop iteration."""
         outcomes = run_batch(conn, batch, self._max_spawn_depth)
         loop.call_soon_threadsafe(_deliver, batch, outcomes)
+        if restart:
+            # After the callers are acknowledged; only the next batch waits for it.
+            _checkpointer.restart(conn)
 
 
 def _deliver(batch: list[WriteOp], outcomes: list[Outcome]) -> None:
