@@ -10,6 +10,7 @@ from ._errors import (
     FacadeMisuse,
     InvalidArgument,
     InvalidCompactionRange,
+    InvalidForkPoint,
     PowerStoreError,
     SchemaTooNew,
     SessionExists,
@@ -19,6 +20,10 @@ from ._errors import (
     StoreClosed,
     StoreOpenError,
 )
+from ._fork import Lineage
+from ._iterators import PagedIterator
+from ._listing import SessionPage
+from ._maintenance import CheckpointResult, PruneResult
 from ._models import (
     DEFAULT_DB_PATH,
     MAX_SPAWN_DEPTH,
@@ -31,8 +36,12 @@ from ._models import (
     SessionStatus,
     SubagentLifecycle,
 )
+from ._sink import BlockingSink, Sink
+from ._stats import StoreStats
 from ._store import AsyncSessionStore, StoreOptions
 from ._sync import SessionStore
+from ._usage import ModelUsage, UsageTotals
+from ._watch import Watch
 
 _check_aiosqlite()
 
@@ -42,26 +51,38 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "MAX_SPAWN_DEPTH",
     "AsyncSessionStore",
+    "BlockingSink",
+    "CheckpointResult",
     "CompactionRow",
     "DatabaseError",
     "FacadeMisuse",
     "InvalidArgument",
     "InvalidCompactionRange",
+    "InvalidForkPoint",
+    "Lineage",
     "MessageRow",
     "MessageState",
+    "ModelUsage",
+    "PagedIterator",
     "PowerStoreError",
+    "PruneResult",
     "SchemaTooNew",
     "SessionExists",
     "SessionKind",
     "SessionNotFound",
+    "SessionPage",
     "SessionRow",
     "SessionStateRow",
     "SessionStatus",
     "SessionStore",
+    "Sink",
     "SpawnDepthExceeded",
     "StorageFull",
     "StoreClosed",
     "StoreOpenError",
     "StoreOptions",
+    "StoreStats",
     "SubagentLifecycle",
+    "UsageTotals",
+    "Watch",
 ]

@@ -112,6 +112,12 @@ class Batch:
             self._dirty_seq.discard(sid)
             self._touched.discard(sid)
 
+    def reload(self, session_ids: Sequence[str]) -> None:
+        """Forget what is cached about sessions an op rewrote wholesale (fork, import)."""
+        for sid in session_ids:
+            self._next_seq.pop(sid, None)
+            self._dirty_seq.discard(sid)
+
     def touch(self, session_id: str) -> None:
         self._touched.add(session_id)
 

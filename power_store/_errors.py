@@ -7,7 +7,8 @@
     │   ├── SessionNotFound                 unknown session id
     │   ├── SessionExists                   create_session with an id already taken
     │   ├── SpawnDepthExceeded              parent too deep for another subagent
-    │   └── InvalidCompactionRange          from/to outside the session's active messages
+    │   ├── InvalidCompactionRange          from/to outside the session's active messages
+    │   └── InvalidForkPoint                fork at a seq that is not an active message
     ├── StoreClosed (RuntimeError)          the store is closed, closing, or was never opened
     ├── FacadeMisuse (RuntimeError)         sync facade called from its own loop thread / after fork
     ├── StoreOpenError                      the path cannot be opened as a power_store database
@@ -64,6 +65,13 @@ class InvalidCompactionRange(InvalidArgument):
         super().__init__(
             f"invalid compaction range {from_seq!r}..{to_seq!r} for session {session_id!r}: {why}"
         )
+
+
+class InvalidForkPoint(InvalidArgument):
+    def __init__(self, session_id: str, at_seq: int, why: str) -> None:
+        self.session_id = session_id
+        self.at_seq = at_seq
+        super().__init__(f"cannot fork session {session_id!r} at seq {at_seq}: {why}")
 
 
 class StoreClosed(PowerStoreError, RuntimeError):

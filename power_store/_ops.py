@@ -215,6 +215,28 @@ class AppendMessage(WriteOp):
         return seq
 
 
+class AppendMessages(WriteOp):
+    """Several messages of one session in one op: all of them commit, or none."""
+
+    __slots__ = ("rows", "session_id")
+
+    def __init__(self, session_id: str, rows: list[tuple[Any, ...]]) -> None:
+        # Each row is AppendMessage.params without the session id.
+        self.session_id = session_id
+        self.rows = rows
+
+    def apply(self, batch: Batch) -> list[int]:
+        sid = self.session_id
+        first = batch.take_seqs(sid, len(self.rows))
+        now = batch.now
+        for seq, p in enumerate(self.rows, first):
+            batch.buffer(
+                _INSERT_MESSAGE, (sid, seq, p[0], p[1], p[2], p[3], p[4], p[5], p[6], now, seq)
+            )
+        batch.touch(sid)
+        return list(range(first, first + len(self.rows)))
+
+
 class RecordCompaction(WriteOp):
     __slots__ = (
         "after_tokens",

@@ -6,6 +6,8 @@ Schema versions live in ``PRAGMA user_version``:
 * 1 — the reference tables plus ``messages.position``: the logical place of a message in the
   active history. ``seq`` stays the allocation id; a compaction note takes the position of the
   first message it replaces, so it is read back where that range stood.
+* 2 — fork lineage (``sessions.forked_from``, ``sessions.forked_at_seq``) and the indexes that
+  keep :meth:`list_sessions` and :meth:`prune` fast on large stores.
 
 Each migration runs inside one ``BEGIN IMMEDIATE … COMMIT`` together with the new
 ``user_version`` (SQLite DDL is transactional), so a process killed mid-migration leaves the
@@ -116,8 +118,25 @@ def _v1_logical_order(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2_listing_and_lineage(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE sessions ADD COLUMN forked_from TEXT")
+    conn.execute("ALTER TABLE sessions ADD COLUMN forked_at_seq INTEGER")
+    # Keyset pages walk these in order (and backwards for descending pages); session_id makes
+    # the key unique, so a page boundary never falls between two equal timestamps.
+    conn.execute("CREATE INDEX idx_sessions_created ON sessions(created_at, session_id)")
+    conn.execute("CREATE INDEX idx_sessions_updated ON sessions(updated_at, session_id)")
+    # prune() deletes archived sessions by age and drops old compacted originals.
+    conn.execute("CREATE INDEX idx_sessions_status ON sessions(status, updated_at)")
+    conn.execute(
+        "CREATE INDEX idx_messages_compacted ON messages(created_at) WHERE state = 'compacted_out'"
+    )
+
+
 #: MIGRATIONS[i] brings a file from version i to version i + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_logical_order,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1_logical_order,
+    _v2_listing_and_lineage,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

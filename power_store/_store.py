@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import secrets
 import sqlite3
 import stat
-import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -17,10 +17,33 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from . import _connection, _queries, _schema
+from . import (
+    _build,
+    _connection,
+    _export,
+    _fork,
+    _listing,
+    _maintenance,
+    _paging,
+    _queries,
+    _schema,
+    _stats,
+    _usage,
+    _watch,
+)
 from . import _validate as check
 from ._checkpointer import Checkpointer
-from ._errors import InvalidArgument, InvalidCompactionRange, StoreClosed, StoreOpenError
+from ._errors import (
+    InvalidArgument,
+    InvalidCompactionRange,
+    StoreClosed,
+    StoreOpenError,
+    map_error,
+)
+from ._fork import ForkSession, Lineage
+from ._iterators import ListPager, PagedIterator
+from ._listing import Order, SessionPage
+from ._maintenance import CheckpointResult, Prune, PruneResult
 from ._models import (
     DEFAULT_DB_PATH,
     MAX_SPAWN_DEPTH,
@@ -29,21 +52,22 @@ from ._models import (
     SessionKind,
     SessionRow,
     SessionStateRow,
+    SessionStatus,
     SubagentLifecycle,
 )
 from ._ops import (
-    AppendMessage,
     ArchiveSession,
     CloseSession,
     CreateSession,
     RecordCompaction,
-    RecordUsage,
-    SetPending,
-    SetRoundIndex,
     UpdateSessionPrompt,
     WriteOp,
 )
 from ._readers import ReaderPool
+from ._sink import Sink
+from ._stats import StoreStats
+from ._usage import UsageTotals
+from ._watch import Watch, WatchHub
 from ._writer import Writer
 
 T = TypeVar("T")
@@ -69,6 +93,9 @@ class StoreOptions:
     busy_timeout: float = 5.0
     max_batch: int = 1000
     max_queue: int = 10_000
+    #: Seconds between ``PRAGMA data_version`` polls while someone watches a file store: how
+    #: soon watch() notices writes made by other processes.
+    watch_poll_interval: float = 0.1
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("normal", "full"):
@@ -86,10 +113,9 @@ class StoreOptions:
             raise InvalidArgument(
                 f"busy_timeout must be seconds in [0, 3600), got {self.busy_timeout!r}"
             )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        interval = self.watch_poll_interval
+        if not isinstance(interval, (int, float)) or not 0.001 <= interval <= 60:
+            raise InvalidArgument(f"watch_poll_interval must be in [0.001, 60], got {interval!r}")
 
 
 def _resolve_path(path: str | os.PathLike[str]) -> str:
@@ -135,6 +161,7 @@ class AsyncSessionStore:
         self._checkpointer = checkpointer
         self._state = _State.OPEN
         self._closed: asyncio.Future[None] | None = None
+        self._hub: WatchHub | None = None  # created by the first watch()
 
     # ── lifecycle ─────────────────────────────────────────────────────────
 
@@ -213,6 +240,8 @@ class AsyncSessionStore:
             self._closed = asyncio.get_running_loop().create_future()
             self._state = _State.CLOSING
             try:
+                if self._hub is not None:
+                    await self._hub.close()
                 await self._writer.close()
                 if self._checkpointer is not None:
                     await self._checkpointer.close()
@@ -345,16 +374,10 @@ class AsyncSessionStore:
 
         :raises SessionNotFound: unknown session.
         """
-        op = AppendMessage(
-            check.session_id(session_id),
-            check.required_text(role, "role", non_empty=True),
-            check.text(name, "name"),
-            check.text(content, "content"),
-            check.tool_calls(tool_calls),
-            check.text(tool_call_id, "tool_call_id"),
-            check.optional_integer(round_index, "round_index"),
-            check.json_object(meta, "meta"),
-        )
+        op = _build.append_message(
+            session_id, role=role, content=content, tool_calls=tool_calls,
+            tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
+        )  # fmt: skip
         result: int = await self._write(op)
         return result
 
@@ -431,19 +454,12 @@ class AsyncSessionStore:
 
     async def set_round_index(self, session_id: str, round_index: int) -> None:
         """:raises SessionNotFound:"""
-        await self._write(
-            SetRoundIndex(check.session_id(session_id), check.integer(round_index, "round_index"))
-        )
+        await self._write(_build.set_round_index(session_id, round_index))
 
     async def set_pending(self, session_id: str, pending: dict[str, Any] | None) -> None:
         """Record unresolved tool calls so a crashed agent can resume; ``None`` or ``{}``
         clears them. :raises SessionNotFound:"""
-        await self._write(
-            SetPending(
-                check.session_id(session_id),
-                check.json_object(pending, "pending", empty_as=None),
-            )
-        )
+        await self._write(_build.set_pending(session_id, pending))
 
     # ── usage ─────────────────────────────────────────────────────────────
 
@@ -459,16 +475,318 @@ class AsyncSessionStore:
     ) -> None:
         """Record (or replace) the token usage of one round. :raises SessionNotFound:"""
         await self._write(
-            RecordUsage(
-                check.session_id(session_id),
-                check.integer(round_index, "round_index"),
-                check.optional_integer(prompt_tokens, "prompt_tokens"),
-                check.optional_integer(completion_tokens, "completion_tokens"),
-                check.optional_integer(total_tokens, "total_tokens"),
-                check.text(model, "model"),
-                _now_ms(),
+            _build.record_usage(
+                session_id, round_index, prompt_tokens, completion_tokens, total_tokens, model
             )
         )
+
+    # ══ beyond the reference: listing, paging, fork, watch, upkeep, export, stats, sink ══
+
+    async def _enqueue(self, op: WriteOp) -> asyncio.Future[Any]:
+        if self._state is not _State.OPEN:
+            raise StoreClosed(self.path, self._state.value)
+        return await self._writer.enqueue(op)
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run *fn* on the writer connection between two batches."""
+        if self._state is not _State.OPEN:
+            raise StoreClosed(self.path, self._state.value)
+        try:
+            return await _connection.run(self._writer_conn, fn, *args)
+        except sqlite3.Error as exc:
+            raise map_error(exc) from exc
+
+    async def list_sessions(
+        self,
+        *,
+        status: SessionStatus | str | None = None,
+        kind: SessionKind | str | None = None,
+        parent_session_id: str | None = None,
+        roots_only: bool = False,
+        forked_from: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        updated_after: int | None = None,
+        updated_before: int | None = None,
+        order_by: Order = "created",
+        descending: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """One page of sessions matching every filter given; follow ``page.next_cursor``.
+
+        *metadata* matches top-level keys by equality (str, int, float, bool or None values);
+        time ranges are ``[after, before)`` in epoch milliseconds. Sessions are ordered by
+        ``(created_at, session_id)`` or, with ``order_by="updated"``, ``(updated_at,
+        session_id)``, ascending unless *descending*.
+
+        Walking pages while sessions are written: with ``order_by="created"`` every session
+        that exists when the walk starts and is not deleted during it is returned exactly once,
+        however often it is updated; a session created during the walk is returned at most once
+        (ascending walks reach it, descending ones do not). With ``order_by="updated"`` a
+        session updated during the walk moves: it may be returned twice (ascending) or missed
+        (descending). Only sessions not updated during the walk are guaranteed exactly once.
+
+        :raises InvalidArgument: a bad filter, limit, or a cursor from another order.
+        """
+        query = _listing.build_query(
+            status=status, kind=kind, parent_session_id=parent_session_id,
+            roots_only=roots_only, forked_from=forked_from, metadata=metadata,
+            created_after=created_after, created_before=created_before,
+            updated_after=updated_after, updated_before=updated_before,
+        )  # fmt: skip
+        order, desc = _listing.check_order(order_by, descending)
+        size = check.integer(limit, "limit", minimum=1)
+        if size > _listing.MAX_LIMIT:
+            raise InvalidArgument(f"limit must be <= {_listing.MAX_LIMIT}, got {limit}")
+        after = None if cursor is None else _listing.decode_cursor(cursor, order, desc)
+        page: SessionPage = await self._read(
+            _listing.list_sessions, query, order, desc, after, size
+        )
+        return page
+
+    async def count_sessions(
+        self,
+        *,
+        status: SessionStatus | str | None = None,
+        kind: SessionKind | str | None = None,
+        parent_session_id: str | None = None,
+        roots_only: bool = False,
+        forked_from: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        updated_after: int | None = None,
+        updated_before: int | None = None,
+    ) -> int:
+        """How many sessions :meth:`list_sessions` would walk with the same filters."""
+        query = _listing.build_query(
+            status=status, kind=kind, parent_session_id=parent_session_id,
+            roots_only=roots_only, forked_from=forked_from, metadata=metadata,
+            created_after=created_after, created_before=created_before,
+            updated_after=updated_after, updated_before=updated_before,
+        )  # fmt: skip
+        count: int = await self._read(_listing.count_sessions, query)
+        return count
+
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        tail: int | None = None,
+        include_compacted: bool = False,
+    ) -> list[MessageRow]:
+        """A window of a session's history, in the order of :meth:`load_active_messages`
+        (or, with *include_compacted*, of :meth:`load_all_messages`).
+
+        *after_seq* / *before_seq* bound the window (exclusive) at the place of those messages
+        in that order. *limit* takes the first messages of the range, *tail* the last ones.
+        A window never splits a tool-call group (an assistant message with ``tool_calls`` and
+        the tool results after it): it widens past its bounds to hold the whole group, so it
+        may return a few more messages than asked for, and never starts with a tool result
+        whose call precedes it.
+        """
+        if limit is not None and tail is not None:
+            raise InvalidArgument("limit and tail exclude each other")
+        if not isinstance(include_compacted, bool):
+            raise InvalidArgument(f"include_compacted must be a bool, got {include_compacted!r}")
+        rows: list[MessageRow] = await self._read(
+            _paging.load_messages,
+            check.session_id(session_id),
+            check.optional_integer(after_seq, "after_seq"),
+            check.optional_integer(before_seq, "before_seq"),
+            check.optional_integer(limit, "limit", minimum=1),
+            check.optional_integer(tail, "tail", minimum=1),
+            include_compacted,
+        )
+        return rows
+
+    async def append_messages(
+        self, session_id: str, messages: Iterable[dict[str, Any]]
+    ) -> list[int]:
+        """Append several messages in one atomic write (all commit, or none); return their
+        seqs. Each dict takes the keyword arguments of :meth:`append_message`.
+
+        :raises SessionNotFound: unknown session (nothing is written).
+        """
+        seqs: list[int] = await self._write(_build.append_messages(session_id, messages))
+        return seqs
+
+    async def usage_totals(
+        self, session_id: str, *, include_subagents: bool = False
+    ) -> UsageTotals:
+        """Token usage summed over a session's rounds, in total and per model; with
+        *include_subagents*, over the session and every descendant (one recursive query).
+
+        :raises SessionNotFound: unknown session.
+        """
+        if not isinstance(include_subagents, bool):
+            raise InvalidArgument(f"include_subagents must be a bool, got {include_subagents!r}")
+        totals: UsageTotals = await self._read(
+            _usage.usage_totals, check.session_id(session_id), include_subagents
+        )
+        return totals
+
+    async def fork_session(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Create a new root session holding a copy of *session_id*'s active history up to
+        and including message *at_seq* (default: all of it); return the new id.
+
+        The fork keeps the copied messages' seqs, gets the state they imply and records its
+        lineage (see :meth:`get_lineage`); afterwards the two sessions evolve independently.
+        *metadata* replaces the source's metadata in the fork.
+
+        :raises SessionNotFound: unknown source.
+        :raises InvalidForkPoint: *at_seq* is not an active message of the source.
+        :raises SessionExists: *new_session_id* is taken.
+        """
+        op = ForkSession(
+            check.session_id(session_id),
+            check.optional_integer(at_seq, "at_seq", minimum=1),
+            check.session_id(
+                "sess_" + secrets.token_hex(12) if new_session_id is None else new_session_id,
+                "new_session_id",
+            ),
+            None if metadata is None else check.json_object(metadata, "metadata"),
+        )
+        new: str = await self._write(op)
+        return new
+
+    async def get_lineage(self, session_id: str) -> Lineage | None:
+        """Where a session was forked from (``None`` fields if it is no fork; ``None`` for an
+        unknown session)."""
+        lineage: Lineage | None = await self._read(_fork.get_lineage, check.session_id(session_id))
+        return lineage
+
+    def watch(self, session_id: str, *, after_seq: int = 0) -> Watch:
+        """Every message of the session with a seq above *after_seq*, in seq order, as soon
+        as it commits: ``async for message in store.watch(sid): ...``.
+
+        The feed includes messages later compacted out and compaction notes (check
+        ``message.state``). It ends when the session is deleted or the store starts closing;
+        call ``aclose()`` (or break out) to stop early.
+
+        :raises SessionNotFound: (on the first iteration) the session does not exist.
+        """
+        sid = check.session_id(session_id)
+        after = check.integer(after_seq, "after_seq")
+        if self._state is not _State.OPEN:
+            raise StoreClosed(self.path, self._state.value)
+        if self._hub is None:
+            poll = None
+            if self.path != MEMORY:  # no other process can write a private in-memory database
+                poll = functools.partial(self._on_writer, _watch.data_version)
+            self._hub = WatchHub(poll, self.options.watch_poll_interval)
+            self._writer.on_commit = self._hub.on_commit
+        return Watch(self._hub, self._read, sid, after)
+
+    async def prune(
+        self,
+        *,
+        archived_before: int | None = None,
+        orphaned_subagents: bool = False,
+        compacted_before: int | None = None,
+    ) -> PruneResult:
+        """Delete what retention no longer needs, in one transaction.
+
+        * *archived_before* (epoch ms): archived sessions whose ``updated_at`` (the time they
+          were archived, or last written after) is older — with their non-detached descendants,
+          as :meth:`close_session` would;
+        * *orphaned_subagents*: ephemeral subagents whose parent is gone or unlinked;
+        * *compacted_before* (epoch ms): compacted-out original messages created earlier.
+          Compaction notes and the ``compactions`` audit rows are kept.
+        """
+        if not isinstance(orphaned_subagents, bool):
+            raise InvalidArgument(f"orphaned_subagents must be a bool, got {orphaned_subagents!r}")
+        result: PruneResult = await self._write(
+            Prune(
+                check.optional_integer(archived_before, "archived_before"),
+                orphaned_subagents,
+                check.optional_integer(compacted_before, "compacted_before"),
+            )
+        )
+        return result
+
+    async def checkpoint(self, mode: str = "passive") -> CheckpointResult:
+        """Copy the WAL back into the database file (``PRAGMA wal_checkpoint``); *mode* is
+        ``"passive"``, ``"full"``, ``"restart"`` or ``"truncate"`` (which also empties the WAL
+        file). Runs between two write batches."""
+        if mode not in _maintenance.CHECKPOINT_MODES:
+            raise InvalidArgument(
+                f"mode must be one of {_maintenance.CHECKPOINT_MODES}, got {mode!r}"
+            )
+        return await self._on_writer(_maintenance.checkpoint, mode)
+
+    async def vacuum(self) -> None:
+        """Rebuild the database file to give free pages back to the disk. Writes wait while
+        it runs (it rewrites the whole file); prefer :meth:`prune` first, then this, off-peak."""
+        await self._on_writer(_maintenance.vacuum)
+
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the database to the new file *dest* while the store
+        keeps running: the copy is read on a reader connection from one WAL snapshot, so
+        writes go on meanwhile (on ``:memory:`` it runs between two write batches).
+
+        :raises InvalidArgument: *dest* exists already (it is never overwritten).
+        """
+        target = _maintenance.create_backup_file(dest)
+        try:
+            await self._read(_maintenance.backup, target)
+        except BaseException:
+            os.unlink(target)
+            raise
+
+    def export_session(
+        self, session_id: str, *, include_subagents: bool = True
+    ) -> PagedIterator[str]:
+        """The session (and its subagents' sessions) as JSON Lines, each line ending in
+        ``"\\n"``: a header, then sessions, messages, compactions, usage and state rows,
+        read from one snapshot. ``async for line in store.export_session(sid)``.
+
+        :raises SessionNotFound: (on the first iteration) unknown session.
+        """
+        sid = check.session_id(session_id)
+        if not isinstance(include_subagents, bool):
+            raise InvalidArgument(f"include_subagents must be a bool, got {include_subagents!r}")
+        fetch = functools.partial(self._read, _export.export_lines, sid, include_subagents)
+        return ListPager(fetch)
+
+    async def import_session(
+        self, lines: Iterable[str], *, on_conflict: Literal["error", "replace"] = "error"
+    ) -> list[str]:
+        """Recreate the sessions of an :meth:`export_session` export, exactly and atomically;
+        return their ids. With ``on_conflict="replace"`` sessions that exist already are
+        replaced (their rows only); with ``"error"`` nothing is written.
+
+        :raises InvalidArgument: the lines are not a valid export.
+        :raises SessionExists: a session exists and *on_conflict* is ``"error"``.
+        """
+        if on_conflict not in _export.CONFLICT_POLICIES:
+            raise InvalidArgument(f"on_conflict must be 'error' or 'replace', got {on_conflict!r}")
+        ids, rows = _export.parse_lines(lines)
+        imported: list[str] = await self._write(_export.ImportSessions(ids, rows, on_conflict))
+        return imported
+
+    async def stats(self) -> StoreStats:
+        """Counters of the writer, the readers and the watchers, for logs and graphs."""
+        return _stats.collect(
+            self._writer, self._readers, 0 if self._hub is None else self._hub.watchers
+        )
+
+    def sink(self, session_id: str) -> Sink:
+        """A write handle for one session whose methods return as soon as the write is queued
+        (see :class:`Sink`): ``fut = await sink.append_message(...)``; ``await sink.flush()``."""
+        return Sink(self, check.session_id(session_id))
 
 
 def _prepare(conn: sqlite3.Connection, path: str, synchronous: str, busy_ms: int) -> None:

@@ -9,14 +9,16 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._errors import FacadeMisuse, StoreClosed
+from ._iterators import PagedIterator, blocking, on_loop
 from ._models import DEFAULT_DB_PATH
+from ._sink import BlockingSink, Sink
 from ._store import AsyncSessionStore
 
 P = ParamSpec("P")
@@ -34,6 +36,31 @@ def _delegate(
         # Straight onto the portal's loop: measured ~80 µs cheaper per call than portal.call,
         # which also starts a task group and cancel scope for every call.
         return asyncio.run_coroutine_threadsafe(method(store, *args, **kwargs), loop).result()
+
+    return call
+
+
+def _delegate_iter(
+    method: Callable[Concatenate[AsyncSessionStore, P], PagedIterator[T]],
+) -> Callable[Concatenate[SessionStore, P], Iterator[T]]:
+    """The blocking twin of a method returning an async iterator: a generator pulling whole
+    pages from the loop (one hop per page, not per item)."""
+
+    @functools.wraps(method)
+    def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        store, loop = self._target()
+        return blocking(loop, on_loop(loop, _call_async(method, store, *args, **kwargs)))
+
+    return call
+
+
+def _delegate_sink(
+    method: Callable[[AsyncSessionStore, str], Sink],
+) -> Callable[[SessionStore, str], BlockingSink]:
+    @functools.wraps(method)
+    def call(self: SessionStore, session_id: str) -> BlockingSink:
+        store, loop = self._target()
+        return BlockingSink(on_loop(loop, _call_async(method, store, session_id)), loop)
 
     return call
 
@@ -139,6 +166,28 @@ class SessionStore:
     set_round_index = _delegate(AsyncSessionStore.set_round_index)
     set_pending = _delegate(AsyncSessionStore.set_pending)
     record_usage = _delegate(AsyncSessionStore.record_usage)
+    # ── beyond the reference ──
+    list_sessions = _delegate(AsyncSessionStore.list_sessions)
+    count_sessions = _delegate(AsyncSessionStore.count_sessions)
+    load_messages = _delegate(AsyncSessionStore.load_messages)
+    append_messages = _delegate(AsyncSessionStore.append_messages)
+    usage_totals = _delegate(AsyncSessionStore.usage_totals)
+    fork_session = _delegate(AsyncSessionStore.fork_session)
+    get_lineage = _delegate(AsyncSessionStore.get_lineage)
+    watch = _delegate_iter(AsyncSessionStore.watch)
+    prune = _delegate(AsyncSessionStore.prune)
+    checkpoint = _delegate(AsyncSessionStore.checkpoint)
+    vacuum = _delegate(AsyncSessionStore.vacuum)
+    backup = _delegate(AsyncSessionStore.backup)
+    export_session = _delegate_iter(AsyncSessionStore.export_session)
+    import_session = _delegate(AsyncSessionStore.import_session)
+    stats = _delegate(AsyncSessionStore.stats)
+    sink = _delegate_sink(AsyncSessionStore.sink)
+
+
+async def _call_async(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Run a plain method on the store's loop: what it builds belongs to that loop.
+    return fn(*args, **kwargs)
 
 
 def _name_loop_thread() -> None:

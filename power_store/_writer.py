@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -23,6 +25,9 @@ from ._errors import StoreClosed
 from ._ops import WriteOp
 
 logger = logging.getLogger("power_store")
+
+#: How many recent batch commit times stats() computes percentiles over.
+LATENCY_WINDOW = 1024
 
 
 class Writer:
@@ -52,6 +57,10 @@ class Writer:
         self.batches = 0
         self.ops = 0
         self.max_batch_seen = 0
+        #: Seconds per committed batch, the most recent ones only (bounded: read by stats()).
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        #: Called on the loop with each batch once it has committed (watch wake-ups).
+        self.on_commit: Callable[[list[WriteOp]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="power_store-writer")
@@ -64,13 +73,22 @@ class Writer:
         """Queue *op* and wait until its batch has committed; return its result."""
         # Waits while max_queue ops are queued: backpressure instead of unbounded memory.
         await self._room.acquire()
+        return await self._push(op)
+
+    async def enqueue(self, op: WriteOp) -> asyncio.Future[Any]:
+        """Queue *op* like :meth:`submit`, but return the future its commit resolves instead
+        of awaiting it (the sink's way to stream without a commit wait per write)."""
+        await self._room.acquire()
+        return self._push(op)
+
+    def _push(self, op: WriteOp) -> asyncio.Future[Any]:
         if self._stopped:
             self._room.release()
             raise StoreClosed(self._path)
         op.future = asyncio.get_running_loop().create_future()
         self._pending.append(op)
         self._wake()
-        return await op.future
+        return op.future
 
     def _wake(self) -> None:
         waiter = self._has_work
@@ -135,9 +153,6 @@ class Writer:
             return
         if self._checkpointer is not None:
             self._checkpointer.committed(len(batch))
-        self.batches += 1
-        self.ops += len(batch)
-        self.max_batch_seen = max(self.max_batch_seen, len(batch))
 
     def _run_and_deliver(
         self,
@@ -149,18 +164,26 @@ class Writer:
         """On the connection thread: commit the batch, then hand the outcomes straight to the
         loop. Resolving callers from here, rather than after the writer task wakes up, saves
         every caller one event-loop iteration."""
+        started = time.perf_counter()
         outcomes = run_batch(conn, batch, self._max_spawn_depth)
-        loop.call_soon_threadsafe(_deliver, batch, outcomes)
+        loop.call_soon_threadsafe(self._deliver, batch, outcomes, time.perf_counter() - started)
         if restart:
             # After the callers are acknowledged; only the next batch waits for it.
             _checkpointer.restart(conn)
 
-
-def _deliver(batch: list[WriteOp], outcomes: list[Outcome]) -> None:
-    for op, (error, value) in zip(batch, outcomes, strict=True):
-        if op.future.done():
-            continue  # its caller was cancelled after the cut-off; the write stands
-        if error is None:
-            op.future.set_result(value)
-        else:
-            op.future.set_exception(error)
+    def _deliver(self, batch: list[WriteOp], outcomes: list[Outcome], seconds: float) -> None:
+        for op, (error, value) in zip(batch, outcomes, strict=True):
+            if op.future.done():
+                continue  # its caller was cancelled after the cut-off; the write stands
+            if error is None:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(error)
+        # Counted in the same callback that resolves the callers, so a caller whose write
+        # returned sees it in stats(), and watchers wake in the same loop iteration.
+        self.latencies.append(seconds)
+        self.batches += 1
+        self.ops += len(batch)
+        self.max_batch_seen = max(self.max_batch_seen, len(batch))
+        if self.on_commit is not None:
+            self.on_commit(batch)

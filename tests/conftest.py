@@ -56,3 +56,14 @@ async def store(request: pytest.FixtureRequest, db_path: str) -> AsyncIterator[A
 @pytest.fixture
 def file_path(tmp_path: Path) -> str:
     return str(tmp_path / "sessions.db")
+
+
+def is_sync(store: Any) -> bool:
+    return isinstance(store, SyncAsAsync)
+
+
+async def collect(store: Any, name: str, *args: Any, **kwargs: Any) -> list[Any]:
+    """Drain an iterator-returning method on either facade (blocking generator or async)."""
+    if is_sync(store):
+        return list(getattr(store.sync, name)(*args, **kwargs))
+    return [item async for item in getattr(store, name)(*args, **kwargs)]

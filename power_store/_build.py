@@ -1,0 +1,86 @@
+"""Checked construction of the message and state write ops, shared by the store's methods and
+by :class:`Sink`, so both validate exactly alike (in the caller's coroutine)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import _validate as check
+from ._errors import InvalidArgument
+from ._ops import AppendMessage, AppendMessages, RecordUsage, SetPending, SetRoundIndex
+
+#: The keys a message dict of append_messages may carry.
+MESSAGE_KEYS = frozenset(
+    ("role", "content", "tool_calls", "tool_call_id", "name", "round_index", "meta")
+)
+
+
+def _message_params(
+    role: Any,
+    content: Any = None,
+    tool_calls: Any = None,
+    tool_call_id: Any = None,
+    name: Any = None,
+    round_index: Any = None,
+    meta: Any = None,
+) -> tuple[Any, ...]:
+    # In the INSERT's column order after session_id (see AppendMessage).
+    return (
+        check.required_text(role, "role", non_empty=True),
+        check.text(name, "name"),
+        check.text(content, "content"),
+        check.tool_calls(tool_calls),
+        check.text(tool_call_id, "tool_call_id"),
+        check.optional_integer(round_index, "round_index"),
+        check.json_object(meta, "meta"),
+    )
+
+
+def append_message(session_id: Any, **fields: Any) -> AppendMessage:
+    return AppendMessage(check.session_id(session_id), *_message_params(**fields))
+
+
+def append_messages(session_id: Any, messages: Any) -> AppendMessages:
+    if isinstance(messages, (str, bytes, dict)) or not hasattr(messages, "__iter__"):
+        raise InvalidArgument("messages must be a list of message dicts")
+    rows = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidArgument(f"messages[{index}] must be a dict, not {type(message).__name__}")
+        unknown = set(message) - MESSAGE_KEYS
+        if unknown:
+            raise InvalidArgument(f"messages[{index}] has unknown keys {sorted(unknown)}")
+        if "role" not in message:
+            raise InvalidArgument(f"messages[{index}] has no role")
+        rows.append(_message_params(**message))
+    return AppendMessages(check.session_id(session_id), rows)
+
+
+def set_round_index(session_id: Any, round_index: Any) -> SetRoundIndex:
+    return SetRoundIndex(check.session_id(session_id), check.integer(round_index, "round_index"))
+
+
+def set_pending(session_id: Any, pending: Any) -> SetPending:
+    return SetPending(
+        check.session_id(session_id), check.json_object(pending, "pending", empty_as=None)
+    )
+
+
+def record_usage(
+    session_id: Any,
+    round_index: Any,
+    prompt_tokens: Any,
+    completion_tokens: Any,
+    total_tokens: Any,
+    model: Any,
+) -> RecordUsage:
+    return RecordUsage(
+        check.session_id(session_id),
+        check.integer(round_index, "round_index"),
+        check.optional_integer(prompt_tokens, "prompt_tokens"),
+        check.optional_integer(completion_tokens, "completion_tokens"),
+        check.optional_integer(total_tokens, "total_tokens"),
+        check.text(model, "model"),
+        time.time_ns() // 1_000_000,
+    )

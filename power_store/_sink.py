@@ -1,0 +1,169 @@
+"""A write handle for event streams: enqueue now, learn the outcome later.
+
+``await store.append_message(...)`` waits for the commit of its batch, so an event loop that
+writes one event after another pays one commit per event. A :class:`Sink` method waits only
+for room in the writer's queue (the queue bound still applies) and returns the future of the
+result, so a single coroutine fills whole batches the way many concurrent callers do.
+
+Order: the writer takes ops in queue order and applies them in that order, so a sink's writes
+land in the order its calls *returned* — for one coroutine calling it, its program order.
+
+Errors: each future carries its own op's outcome. The sink also keeps the first error since
+the last :meth:`Sink.flush`, which raises it, so an error nobody looked at surfaces there at
+the latest (and asyncio never logs it as "never retrieved").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import _build
+from ._iterators import on_loop
+from ._ops import WriteOp
+
+if TYPE_CHECKING:
+    from ._store import AsyncSessionStore
+
+T = TypeVar("T")
+
+
+class Sink:
+    """What :meth:`AsyncSessionStore.sink` returns. Every write method is ``async`` only to
+    wait for queue space; it returns an :class:`asyncio.Future` of the write's result."""
+
+    def __init__(self, store: AsyncSessionStore, session_id: str) -> None:
+        self._store = store
+        self.session_id = session_id
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Sink {self.session_id!r} pending={len(self._pending)}>"
+
+    async def _submit(self, op: WriteOp) -> asyncio.Future[Any]:
+        future = await self._store._enqueue(op)
+        self._pending.add(future)
+        future.add_done_callback(self._settled)
+        return future
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        self._pending.discard(future)
+        if not future.cancelled():
+            error = future.exception()  # also marks the error as retrieved
+            if error is not None and self._error is None:
+                self._error = error
+
+    async def append_message(
+        self,
+        *,
+        role: str,
+        content: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+        name: str | None = None,
+        round_index: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> asyncio.Future[int]:
+        """Queue one message (an assistant turn with ``tool_calls``, a tool result, …);
+        the future resolves to its seq."""
+        return await self._submit(
+            _build.append_message(
+                self.session_id, role=role, content=content, tool_calls=tool_calls,
+                tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
+            )
+        )  # fmt: skip
+
+    async def append_messages(self, messages: list[dict[str, Any]]) -> asyncio.Future[list[int]]:
+        """Queue several messages written all-or-none; the future resolves to their seqs."""
+        return await self._submit(_build.append_messages(self.session_id, messages))
+
+    async def set_pending(self, pending: dict[str, Any] | None) -> asyncio.Future[None]:
+        return await self._submit(_build.set_pending(self.session_id, pending))
+
+    async def set_round_index(self, round_index: int) -> asyncio.Future[None]:
+        return await self._submit(_build.set_round_index(self.session_id, round_index))
+
+    async def record_usage(
+        self,
+        *,
+        round_index: int,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        total_tokens: int | None,
+        model: str | None = None,
+    ) -> asyncio.Future[None]:
+        return await self._submit(
+            _build.record_usage(
+                self.session_id, round_index, prompt_tokens, completion_tokens, total_tokens,
+                model,
+            )
+        )  # fmt: skip
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has committed (or failed).
+
+        :raises PowerStoreError: the first error of a write submitted since the last flush.
+        """
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+class BlockingSink:
+    """The sync facade's sink: the same methods, returning :class:`concurrent.futures.Future`;
+    ``flush()`` blocks. Each call is one hop to the store's loop, never a commit wait."""
+
+    def __init__(self, sink: Sink, loop: asyncio.AbstractEventLoop) -> None:
+        self._sink = sink
+        self._loop = loop
+        self.session_id = sink.session_id
+
+    def __repr__(self) -> str:
+        return f"<BlockingSink {self.session_id!r}>"
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        async def submit() -> concurrent.futures.Future[Any]:
+            future = await method(*args, **kwargs)
+            return _chain(future)
+
+        return on_loop(self._loop, submit())
+
+    def append_message(self, **fields: Any) -> concurrent.futures.Future[int]:
+        return self._call(self._sink.append_message, **fields)
+
+    def append_messages(
+        self, messages: list[dict[str, Any]]
+    ) -> concurrent.futures.Future[list[int]]:
+        return self._call(self._sink.append_messages, messages)
+
+    def set_pending(self, pending: dict[str, Any] | None) -> concurrent.futures.Future[None]:
+        return self._call(self._sink.set_pending, pending)
+
+    def set_round_index(self, round_index: int) -> concurrent.futures.Future[None]:
+        return self._call(self._sink.set_round_index, round_index)
+
+    def record_usage(self, **fields: Any) -> concurrent.futures.Future[None]:
+        return self._call(self._sink.record_usage, **fields)
+
+    def flush(self) -> None:
+        on_loop(self._loop, self._sink.flush())
+
+
+def _chain(future: asyncio.Future[T]) -> concurrent.futures.Future[T]:
+    """A thread-safe future that settles with *future* (which lives on the store's loop)."""
+    out: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def copy(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            out.cancel()
+        elif done.exception() is not None:
+            out.set_exception(done.exception())
+        else:
+            out.set_result(done.result())
+
+    future.add_done_callback(copy)
+    return out
