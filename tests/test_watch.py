@@ -1,0 +1,195 @@
+"""watch(): a live feed that is exactly-once and in order, cheap, and ends cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+from conftest import is_sync
+
+from power_store import AsyncSessionStore, SessionNotFound, SessionStore
+
+pytestmark = pytest.mark.asyncio
+
+BURST = 10_000
+
+
+def _consume_in_thread(store: SessionStore, sid: str, count: int) -> tuple[threading.Thread, list]:
+    got: list[int] = []
+
+    def run() -> None:
+        for message in store.watch(sid):
+            got.append(message.seq)
+            if len(got) == count:
+                break
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, got
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def _consume(store: AsyncSessionStore, sid: str, count: int, got: list[int]) -> None:
+    async for message in store.watch(sid):
+        got.append(message.seq)
+        if len(got) == count:
+            break
+
+
+async def test_burst_of_10k_writes_seen_exactly_once_in_order(store: Any) -> None:
+    sid = await store.create_session()
+    if is_sync(store):
+        thread, got = _consume_in_thread(store.sync, sid, BURST)
+        for _ in range(BURST // 200):
+            store.sync.append_messages(sid, [{"role": "user", "content": "x"}] * 199)
+            store.sync.append_message(sid, role="assistant", content="y")
+        thread.join(timeout=30)
+    else:
+        got = []
+        watcher = asyncio.ensure_future(_consume(store, sid, BURST, got))
+        await asyncio.sleep(0)
+        for _ in range(BURST // 1000):  # concurrent callers: many ops per batch
+            await asyncio.gather(
+                *(store.append_message(sid, role="user", content="x") for _ in range(500)),
+                *(store.append_messages(sid, [{"role": "user"}] * 50) for _ in range(10)),
+            )
+        await asyncio.wait_for(watcher, 30)
+    assert got == list(range(1, BURST + 1))
+    assert (await store.stats()).watchers == 0
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from power_store import AsyncSessionStore
+
+    async def main(path, sid):
+        async with AsyncSessionStore.open(path) as store:
+            for i in range(20):
+                await store.append_messages(sid, [{"role": "user", "content": str(i)}] * 24)
+                await store.append_message(sid, role="assistant")
+                await asyncio.sleep(0.005)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_writes_of_another_process_are_seen(store: Any) -> None:
+    if store.path == ":memory:":
+        pytest.skip("another process cannot open a private in-memory database")
+    sid = await store.create_session()
+    await store.append_message(sid, role="user", content="before")
+    total = 1 + 20 * 25
+    args = [sys.executable, "-c", _OTHER_PROCESS, store.path, sid]
+    if is_sync(store):
+        thread, got = _consume_in_thread(store.sync, sid, total)
+        await asyncio.to_thread(subprocess.run, args, check=True, timeout=30)
+        thread.join(timeout=30)
+    else:
+        got = []
+        watcher = asyncio.ensure_future(_consume(store, sid, total, got))
+        proc = await asyncio.create_subprocess_exec(*args)
+        assert await proc.wait() == 0
+        await asyncio.wait_for(watcher, 30)
+    assert got == list(range(1, total + 1))
+
+
+async def test_ends_when_the_session_is_deleted_and_resumes_after_seq(store: Any) -> None:
+    sid = await store.create_session()
+    await store.append_messages(sid, [{"role": "user"}] * 3)
+    if is_sync(store):
+        watch = store.sync.watch(sid, after_seq=1)
+        assert [next(watch).seq, next(watch).seq] == [2, 3]
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.extend(m.seq for m in watch))
+        thread.start()
+        store.sync.append_message(sid, role="user")
+        store.sync.close_session(sid)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    else:
+        result = []
+        task = asyncio.ensure_future(_consume(store, sid, 10**9, result))
+        await _until(lambda: len(result) >= 3)
+        await store.append_message(sid, role="user")
+        await store.close_session(sid)
+        await asyncio.wait_for(task, 10)
+        assert result[:3] == [1, 2, 3]
+        result = result[3:]
+    assert result == [4]
+    if is_sync(store):
+        with pytest.raises(SessionNotFound):
+            next(store.sync.watch("nope"))
+    else:
+        with pytest.raises(SessionNotFound):
+            await store.watch("nope").__anext__()
+
+
+async def test_ends_when_the_store_closes() -> None:
+    store = await AsyncSessionStore.open(":memory:")
+    sid = await store.create_session()
+    got: list[int] = []
+    task = asyncio.ensure_future(_consume(store, sid, 10**9, got))
+    await store.append_message(sid, role="user")
+    await _until(lambda: bool(got))
+    await store.close()
+    await asyncio.wait_for(task, 5)
+    assert got == [1]
+
+    sync = SessionStore.open(":memory:")
+    sid = sync.create_session()
+    thread, got = _consume_in_thread(sync, sid, 10**9)
+    sync.append_message(sid, role="user")
+    await _until(lambda: bool(got))
+    sync.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+async def test_slow_consumer_holds_nothing_and_catches_up() -> None:
+    async with AsyncSessionStore.open(":memory:", max_queue=100) as store:
+        sid = await store.create_session()
+        watch = store.watch(sid)
+        await store.append_message(sid, role="user")
+        assert (await watch.__anext__()).seq == 1
+        # The consumer stops reading; writes go on at full speed through a small queue.
+        for _ in range(30):
+            await asyncio.gather(*(store.append_message(sid, role="user") for _ in range(100)))
+        assert (await store.stats()).watchers == 0  # not waiting: nothing registered, no buffer
+        rest: list[int] = []
+        async for message in watch:
+            rest.append(message.seq)
+            if message.seq == 3001:
+                break
+        assert rest == list(range(2, 3002))
+        await watch.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await watch.__anext__()
+
+
+async def test_many_watchers() -> None:
+    async with AsyncSessionStore.open(":memory:") as store:
+        sids = [await store.create_session() for _ in range(50)]
+        results: dict[int, list[int]] = {i: [] for i in range(200)}
+        tasks = [
+            asyncio.ensure_future(_consume(store, sids[i % 50], 5, results[i])) for i in range(200)
+        ]
+        await asyncio.sleep(0.05)
+        assert (await store.stats()).watchers == 200
+        for _ in range(5):
+            await asyncio.gather(*(store.append_message(s, role="user") for s in sids))
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert all(seqs == [1, 2, 3, 4, 5] for seqs in results.values())
