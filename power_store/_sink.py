@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _build
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from ._store import AsyncSessionStore
 
 T = TypeVar("T")
+
+#: Ops a BlockingSink holds before its forwarder has moved them to the writer's queue.
+INBOX = 1024
 
 
 class Sink:
@@ -115,55 +121,127 @@ class Sink:
 
 class BlockingSink:
     """The sync facade's sink: the same methods, returning :class:`concurrent.futures.Future`;
-    ``flush()`` blocks. Each call is one hop to the store's loop, never a commit wait."""
+    ``flush()`` blocks.
+
+    A call checks its arguments in the calling thread and hands the op to a forwarding task on
+    the store's loop through a bounded inbox, without waiting for the loop: a round trip to the
+    loop per call (~0.5 ms measured under load) would cost as much as a commit. The inbox
+    holds at most :data:`INBOX` ops (a full one blocks the caller), and the forwarder awaits
+    room in the writer's queue, so both bounds hold. Order is the order of the calls.
+    """
 
     def __init__(self, sink: Sink, loop: asyncio.AbstractEventLoop) -> None:
         self._sink = sink
         self._loop = loop
         self.session_id = sink.session_id
+        self._lock = threading.Lock()
+        self._inbox: deque[tuple[WriteOp, concurrent.futures.Future[Any]]] = deque()
+        self._room = threading.Semaphore(INBOX)
+        self._forwarding = False
+        self._outstanding: set[concurrent.futures.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<BlockingSink {self.session_id!r}>"
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        async def submit() -> concurrent.futures.Future[Any]:
-            future = await method(*args, **kwargs)
-            return _chain(future)
+    def _submit(self, op: WriteOp) -> concurrent.futures.Future[Any]:
+        out: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._room.acquire()
+        with self._lock:
+            self._inbox.append((op, out))
+            self._outstanding.add(out)
+            start, self._forwarding = not self._forwarding, True
+        out.add_done_callback(self._settled)
+        if start:
+            self._loop.call_soon_threadsafe(self._start_forwarder)
+        return out
 
-        return on_loop(self._loop, submit())
+    def _settled(self, out: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._outstanding.discard(out)
 
-    def append_message(self, **fields: Any) -> concurrent.futures.Future[int]:
-        return self._call(self._sink.append_message, **fields)
+    def _start_forwarder(self) -> None:
+        self._loop.create_task(self._forward(), name="power_store-sink-forwarder")
+
+    async def _forward(self) -> None:
+        while True:
+            with self._lock:
+                if not self._inbox:
+                    self._forwarding = False
+                    return
+                op, out = self._inbox.popleft()
+            self._room.release()
+            try:
+                future = await self._sink._submit(op)
+            except BaseException as exc:  # the store closed: fail the op, keep draining
+                out.set_exception(exc)
+                if self._sink._error is None:
+                    self._sink._error = exc
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            future.add_done_callback(functools.partial(_copy, out))
+
+    def append_message(
+        self,
+        *,
+        role: str,
+        content: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+        name: str | None = None,
+        round_index: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> concurrent.futures.Future[int]:
+        return self._submit(
+            _build.append_message(
+                self.session_id, role=role, content=content, tool_calls=tool_calls,
+                tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
+            )
+        )  # fmt: skip
 
     def append_messages(
         self, messages: list[dict[str, Any]]
     ) -> concurrent.futures.Future[list[int]]:
-        return self._call(self._sink.append_messages, messages)
+        return self._submit(_build.append_messages(self.session_id, messages))
 
     def set_pending(self, pending: dict[str, Any] | None) -> concurrent.futures.Future[None]:
-        return self._call(self._sink.set_pending, pending)
+        return self._submit(_build.set_pending(self.session_id, pending))
 
     def set_round_index(self, round_index: int) -> concurrent.futures.Future[None]:
-        return self._call(self._sink.set_round_index, round_index)
+        return self._submit(_build.set_round_index(self.session_id, round_index))
 
-    def record_usage(self, **fields: Any) -> concurrent.futures.Future[None]:
-        return self._call(self._sink.record_usage, **fields)
+    def record_usage(
+        self,
+        *,
+        round_index: int,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        total_tokens: int | None,
+        model: str | None = None,
+    ) -> concurrent.futures.Future[None]:
+        return self._submit(
+            _build.record_usage(
+                self.session_id, round_index, prompt_tokens, completion_tokens, total_tokens,
+                model,
+            )
+        )  # fmt: skip
 
     def flush(self) -> None:
+        """Block until everything submitted so far has committed (or failed).
+
+        :raises PowerStoreError: the first error of a write submitted since the last flush.
+        """
+        with self._lock:
+            waiting = list(self._outstanding)
+        concurrent.futures.wait(waiting)
         on_loop(self._loop, self._sink.flush())
 
 
-def _chain(future: asyncio.Future[T]) -> concurrent.futures.Future[T]:
-    """A thread-safe future that settles with *future* (which lives on the store's loop)."""
-    out: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def copy(done: asyncio.Future[T]) -> None:
-        if done.cancelled():
-            out.cancel()
-        elif done.exception() is not None:
-            out.set_exception(done.exception())
-        else:
-            out.set_result(done.result())
-
-    future.add_done_callback(copy)
-    return out
+def _copy(out: concurrent.futures.Future[T], done: asyncio.Future[T]) -> None:
+    """Settle the caller's thread-safe future like *done* (which lives on the store's loop)."""
+    if done.cancelled():
+        out.cancel()
+    elif done.exception() is not None:
+        out.set_exception(done.exception())
+    else:
+        out.set_result(done.result())

@@ -117,6 +117,7 @@ async def test_ends_when_the_session_is_deleted_and_resumes_after_seq(store: Any
         thread = threading.Thread(target=lambda: result.extend(m.seq for m in watch))
         thread.start()
         store.sync.append_message(sid, role="user")
+        await _until(lambda: bool(result))  # rows deleted before being read are not sent
         store.sync.close_session(sid)
         thread.join(timeout=10)
         assert not thread.is_alive()
@@ -125,6 +126,7 @@ async def test_ends_when_the_session_is_deleted_and_resumes_after_seq(store: Any
         task = asyncio.ensure_future(_consume(store, sid, 10**9, result))
         await _until(lambda: len(result) >= 3)
         await store.append_message(sid, role="user")
+        await _until(lambda: len(result) >= 4)  # rows deleted before being read are not sent
         await store.close_session(sid)
         await asyncio.wait_for(task, 10)
         assert result[:3] == [1, 2, 3]
