@@ -113,7 +113,9 @@ def build_query(
     if roots_only:
         if parent_session_id is not None:
             raise InvalidArgument("roots_only and parent_session_id exclude each other")
-        clauses.append("parent_session_id IS NULL")
+        # The unary + keeps the planner off idx_sessions_parent: most sessions are roots, and
+        # walking the order index beats sorting all of them.
+        clauses.append("+parent_session_id IS NULL")
     elif parent_session_id is not None:
         clauses.append("parent_session_id = ?")
         params.append(check.session_id(parent_session_id, "parent_session_id"))

@@ -125,8 +125,10 @@ def _v2_listing_and_lineage(conn: sqlite3.Connection) -> None:
     # the key unique, so a page boundary never falls between two equal timestamps.
     conn.execute("CREATE INDEX idx_sessions_created ON sessions(created_at, session_id)")
     conn.execute("CREATE INDEX idx_sessions_updated ON sessions(updated_at, session_id)")
-    # prune() deletes archived sessions by age and drops old compacted originals.
-    conn.execute("CREATE INDEX idx_sessions_status ON sessions(status, updated_at)")
+    # No (status, …) index: without ANALYZE the planner would pick it for a status filter and
+    # then sort every matching row, instead of walking the order index (measured 100 ms vs 3 ms
+    # per page at 100k sessions). prune() finds old archived sessions by updated_at.
+    # prune() drops old compacted originals by age; only those rows are indexed.
     conn.execute(
         "CREATE INDEX idx_messages_compacted ON messages(created_at) WHERE state = 'compacted_out'"
     )
