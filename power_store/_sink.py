@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _build
+from ._errors import StoreClosed
 from ._iterators import on_loop
 from ._ops import WriteOp
 
@@ -144,6 +145,9 @@ class BlockingSink:
         return f"<BlockingSink {self.session_id!r}>"
 
     def _submit(self, op: WriteOp) -> concurrent.futures.Future[Any]:
+        store = self._sink._store
+        if store.closed:  # its loop may be gone: nothing could ever settle the future
+            raise StoreClosed(store.path)
         out: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._room.acquire()
         with self._lock:

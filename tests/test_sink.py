@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from conftest import is_sync
 
-from power_store import AsyncSessionStore, InvalidArgument, SessionNotFound, StoreStats
+from power_store import (
+    AsyncSessionStore,
+    InvalidArgument,
+    SessionNotFound,
+    SessionStore,
+    StoreClosed,
+    StoreStats,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -100,3 +107,16 @@ async def test_stats(store: Any) -> None:
     assert 0 < stats.commit_p50_ms <= stats.commit_p99_ms
     assert stats.queued == 0
     assert stats.reader_waits >= 0
+
+
+async def test_sinks_refuse_writes_after_close() -> None:
+    store = await AsyncSessionStore.open(":memory:")
+    sink = store.sink(await store.create_session())
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await sink.append_message(role="user")
+    sync = SessionStore.open(":memory:")
+    blocking = sync.sink(sync.create_session())
+    sync.close()
+    with pytest.raises(StoreClosed):
+        blocking.append_message(role="user")
