@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 Outcome = tuple[BaseException | None, Any]
 
 _BUSY_RETRIES = 5
-# Bound parameters per prefetch query (SQLite's limit is 999 on old builds).
-_PREFETCH_CHUNK = 500
+# Parameters per prefetch query (SQLite's limit is 999 on old builds).
+_PREFETCH_SIZES = (8, 32, 128, 512)
+_PREFETCH_SQL = {
+    size: "SELECT session_id, next_seq FROM session_state WHERE session_id IN "
+    f"({','.join('?' * size)})"
+    for size in _PREFETCH_SIZES
+}
 
 _UPDATE_NEXT_SEQ = "UPDATE session_state SET next_seq = ? WHERE session_id = ?"
 _UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
@@ -72,16 +77,14 @@ class Batch:
     def prefetch(self, session_ids: Iterable[str]) -> None:
         """Load the ``next_seq`` of many sessions in a few queries instead of one per op."""
         wanted = list({sid for sid in session_ids if sid not in self._next_seq})
-        for start in range(0, len(wanted), _PREFETCH_CHUNK):
-            chunk = wanted[start : start + _PREFETCH_CHUNK]
-            placeholders = ",".join("?" * len(chunk))
-            found = dict(
-                self.conn.execute(
-                    f"SELECT session_id, next_seq FROM session_state "
-                    f"WHERE session_id IN ({placeholders})",
-                    chunk,
-                ).fetchall()
-            )
+        if len(wanted) < 2:
+            return  # a lone session is looked up lazily by the simpler, cached query
+        for start in range(0, len(wanted), _PREFETCH_SIZES[-1]):
+            chunk = wanted[start : start + _PREFETCH_SIZES[-1]]
+            # Pad to a few fixed sizes so sqlite3's statement cache keeps every variant.
+            size = next(n for n in _PREFETCH_SIZES if n >= len(chunk))
+            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            found = dict(self.conn.execute(_PREFETCH_SQL[size], padded).fetchall())
             for sid in chunk:
                 self._next_seq[sid] = found.get(sid)
 
