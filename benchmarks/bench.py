@@ -410,11 +410,19 @@ def w_reads(b: Bench) -> list[Result]:
     """get_session and load_active_messages (200 messages): idle, then while W1 runs."""
     s = b.sizes
 
-    async def sample(store: Any, sid: str, n: int) -> tuple[list[float], list[float], float]:
+    async def sample(
+        store: Any, sid: str, n: int
+    ) -> tuple[list[float], list[float], list[float], float]:
         get_lat: list[float] = []
         load_lat: list[float] = []
+        # The event loop's own scheduling delay: what any await pays on this loop, reads
+        # included. Under W1 the 64 writers keep the loop busy, and this is the floor.
+        lag: list[float] = []
         t_start = now()
         for _ in range(n):
+            t_lag = now()
+            await asyncio.sleep(0)
+            lag.append(now() - t_lag)
             t0 = now()
             await store.get_session(sid)
             t1 = now()
@@ -423,7 +431,7 @@ def w_reads(b: Bench) -> list[Result]:
             assert len(rows) == s.read_history, len(rows)
             get_lat.append(t1 - t0)
             load_lat.append(t2 - t1)
-        return get_lat, load_lat, now() - t_start
+        return get_lat, load_lat, lag, now() - t_start
 
     async def run() -> list[Result]:
         with b.fresh_db("reads") as path:
@@ -433,7 +441,7 @@ def w_reads(b: Bench) -> list[Result]:
                 await prefill(store, sid, s.read_history, callers=1)  # keep seq order simple
                 writers = await create_sessions(store_call(store), s.w1_sessions)
 
-                idle_get, idle_load, idle_s = await sample(store, sid, s.read_samples)
+                idle_get, idle_load, idle_lag, idle_s = await sample(store, sid, s.read_samples)
 
                 # Under load: W1 rounds back to back until the reader has all its samples, so
                 # every sample is taken while the 64 writers are busy.
@@ -449,7 +457,7 @@ def w_reads(b: Bench) -> list[Result]:
                 t_load = now()
                 task = asyncio.create_task(load())
                 await asyncio.sleep(0.005)  # let the 64 writers get their first ops queued
-                busy_get, busy_load, busy_s = await sample(store, sid, s.read_samples)
+                busy_get, busy_load, busy_lag, busy_s = await sample(store, sid, s.read_samples)
                 stop.set()
                 await task
                 load_s = now() - t_load
@@ -484,6 +492,22 @@ def w_reads(b: Bench) -> list[Result]:
                 busy_load,
                 unit="reads",
                 writer_appends_per_s=w_rate,
+            ),
+            latency_result(
+                "loop_lag_idle",
+                "await asyncio.sleep(0), idle",
+                n,
+                sum(idle_lag),
+                idle_lag,
+                unit="awaits",
+            ),
+            latency_result(
+                "loop_lag_busy",
+                "await asyncio.sleep(0), under W1",
+                n,
+                sum(busy_lag),
+                busy_lag,
+                unit="awaits",
             ),
         ]
 
