@@ -36,6 +36,15 @@ async def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
     return await conn
 
 
+def is_alive(conn: aiosqlite.Connection) -> bool:
+    """False once *conn* was closed or its worker thread stopped: it can never answer again."""
+    return (
+        getattr(conn, "_running", False)
+        and getattr(conn, "_connection", None) is not None
+        and conn._thread.is_alive()
+    )
+
+
 async def run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` on *conn*'s thread, in one hand-off."""
     result: T = await conn._execute(_call, conn, fn, args)  # type: ignore[no-untyped-call]

@@ -129,12 +129,20 @@ def _resolve_path(path: str | os.PathLike[str]) -> str:
         raise StoreOpenError(str(resolved), "it is a directory")
     try:
         resolved.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # mkdir says FileExistsError when a parent is a file: not "the database exists".
+        raise StoreOpenError(str(resolved), f"cannot create its directory: {exc}") from exc
+    try:
         # Agent transcripts are private: create the file readable by its owner only (SQLite
         # gives the -wal and -shm files the same mode).
         fd = os.open(resolved, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
         os.close(fd)
     except FileExistsError:
-        pass
+        # SQLite would open a read-only file read-only and fail later, at the first write, with
+        # a vaguer message. Root passes os.access, so a file with no write bit at all counts as
+        # read-only too: power_store never migrates or writes a file its owner locked.
+        if not os.access(resolved, os.W_OK) or not resolved.stat().st_mode & 0o222:
+            raise StoreOpenError(str(resolved), "the file is read-only") from None
     except OSError as exc:
         raise StoreOpenError(str(resolved), exc.strerror or str(exc)) from exc
     return str(resolved)
@@ -185,7 +193,10 @@ class AsyncSessionStore:
     async def _open(cls, path: str | os.PathLike[str], options: StoreOptions) -> AsyncSessionStore:
         resolved = _resolve_path(path)
         busy_ms = int(options.busy_timeout * 1000)
-        writer_conn = await _connection.connect(resolved)
+        try:
+            writer_conn = await _connection.connect(resolved)
+        except sqlite3.Error as exc:
+            raise StoreOpenError(resolved, str(exc)) from exc
         readers: list[aiosqlite.Connection] = []
         checkpointer: Checkpointer | None = None
         try:
@@ -202,11 +213,19 @@ class AsyncSessionStore:
                 pool = ReaderPool([writer_conn], resolved, owned=False)
             else:
                 uri = Path(resolved).as_uri() + "?mode=ro"
-                for _ in range(options.readers):
+
+                async def open_reader() -> aiosqlite.Connection:
                     conn = await _connection.connect(uri, uri=True)
-                    readers.append(conn)
-                    await _connection.run(conn, _schema.configure_reader, busy_ms)
-                pool = ReaderPool(readers, resolved, owned=True)
+                    try:
+                        await _connection.run(conn, _schema.configure_reader, busy_ms)
+                    except BaseException:
+                        await conn.close()
+                        raise
+                    return conn
+
+                for _ in range(options.readers):
+                    readers.append(await open_reader())
+                pool = ReaderPool(readers, resolved, owned=True, reopen=open_reader)
                 checkpoint_conn = await _connection.connect(resolved)
                 checkpointer = Checkpointer(checkpoint_conn, every_ops=CHECKPOINT_EVERY_OPS)
                 await _connection.run(checkpoint_conn, _schema.configure_reader, busy_ms)

@@ -18,11 +18,30 @@ E = TypeVar("E", bound=Enum)
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+#: SQLite stores 64-bit signed integers; a bigger Python int would fail at bind time, inside the
+#: writer, as an OverflowError the caller cannot tell from a bug.
+_INT64_MAX = 2**63 - 1
+
+
+def _check_unicode(value: str, where: str) -> None:
+    # A lone surrogate ("\ud800") is a valid Python str that has no UTF-8 form: SQLite's bind
+    # would raise UnicodeEncodeError on the writer or reader thread. Refuse it here instead.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(
+                f"{where}: text is not valid unicode ({exc.reason} at index {exc.start})"
+            ) from None
+
 
 def _check_json_value(value: Any, where: str) -> None:
     # json.dumps would silently turn {1: "a"} into {"1": "a"} and a tuple into a list; a value
     # that does not come back as it went in is rejected instead.
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        _check_unicode(value, where)
+        return
+    if value is None or isinstance(value, int):  # bool is an int
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -36,9 +55,18 @@ def _check_json_value(value: Any, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidArgument(f"{where}: key {key!r} is not a string")
+            _check_unicode(key, where)
             _check_json_value(item, where)
         return
     raise InvalidArgument(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _check_json_tree(value: Any, where: str) -> None:
+    try:
+        _check_json_value(value, where)
+    except RecursionError:
+        # Nesting deep enough to exhaust the stack here would exhaust it in json too.
+        raise InvalidArgument(f"{where}: nested too deeply") from None
 
 
 def json_dict(value: Any, where: str) -> dict[str, Any]:
@@ -47,7 +75,7 @@ def json_dict(value: Any, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidArgument(f"{where} must be a dict, not {type(value).__name__}")
-    _check_json_value(value, where)
+    _check_json_tree(value, where)
     return value
 
 
@@ -64,7 +92,7 @@ def tool_calls(value: Any) -> str | None:
         raise InvalidArgument("tool_calls must be a list of dicts")
     if not value:
         return None
-    _check_json_value(value, "tool_calls")
+    _check_json_tree(value, "tool_calls")
     return _encoder.encode(value)
 
 
@@ -74,7 +102,10 @@ def decode(text: str | None) -> Any:
 
 def text(value: Any, where: str) -> str | None:
     """An optional string."""
-    if value is None or isinstance(value, str):
+    if value is None:
+        return value
+    if isinstance(value, str):
+        _check_unicode(value, where)
         return value
     raise InvalidArgument(f"{where} must be a string or None, not {type(value).__name__}")
 
@@ -84,6 +115,7 @@ def required_text(value: Any, where: str, *, non_empty: bool = False) -> str:
         raise InvalidArgument(f"{where} must be a string, not {type(value).__name__}")
     if non_empty and not value:
         raise InvalidArgument(f"{where} must not be empty")
+    _check_unicode(value, where)
     return value
 
 
@@ -97,6 +129,8 @@ def integer(value: Any, where: str, *, minimum: int = 0) -> int:
         raise InvalidArgument(f"{where} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise InvalidArgument(f"{where} must be >= {minimum}, got {value}")
+    if value > _INT64_MAX:
+        raise InvalidArgument(f"{where} must fit in 64 bits, got {value}")
     return value
 
 
