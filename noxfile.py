@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -32,3 +34,14 @@ def bench(session: nox.Session) -> None:
     """The full benchmark: one run, every workload, ratios printed and written to bench.json."""
     session.install("-e", ".")
     session.run("python", "benchmarks/bench.py", "--json", "bench.json", *session.posargs)
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """kill -9 a writing store 200 times (POWER_STORE_CRASH_ITERATIONS) and check every ack."""
+    session.install("-e", ".[test]")
+    iterations = os.environ.get("POWER_STORE_CRASH_ITERATIONS", "200")
+    session.run(
+        "python", "-m", "pytest", "-s", "--timeout=0", "tests/test_crash.py", *session.posargs,
+        env={"POWER_STORE_CRASH_ITERATIONS": iterations},
+    )  # fmt: skip
