@@ -3,8 +3,8 @@
 ``POWER_STORE_CRASH_ITERATIONS`` sets how many child processes are killed (default 5; ``nox -s
 crash`` runs 200). Each child (``crash_child.py``) streams writes from many coroutines and prints
 every acknowledged one; this test SIGKILLs it, then checks the file with plain sqlite3 and
-reopens it with the store. All iterations share one file, so later children start on a file a
-previous child left mid-write. Run with ``-s`` to see the figures.
+reopens it with the store. Each file serves five iterations in a row, so later children start
+on a file a previous child left mid-write. Run with ``-s`` to see the figures.
 """
 
 from __future__ import annotations
@@ -162,10 +162,10 @@ async def _continue(path: str) -> None:
 
 
 def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    path = str(tmp_path / "crash.db")
     rng = random.Random(os.environ.get("POWER_STORE_CRASH_SEED", time.time_ns()))
     figures = {"runs": 0, "acknowledged_checked": 0, "lost": 0, "killed_before_open": 0}
     for iteration in range(ITERATIONS):
+        path = str(tmp_path / f"crash{iteration // 5}.db")
         child = Child(path, f"i{iteration}", str(rng.randrange(2**32)))
         started = child.wait_for("opening")
         # A random moment: now and then during open, mostly while writes stream.
