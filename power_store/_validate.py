@@ -66,7 +66,7 @@ def _check_json_tree(value: Any, where: str) -> None:
         _check_json_value(value, where)
     except RecursionError:
         # Nesting deep enough to exhaust the stack here would exhaust it in json too.
-        raise InvalidArgument(f"{where}: nested too deeply") from None
+        raise InvalidArgument(f"{where}: nested too deeply, or contains itself") from None
 
 
 def json_dict(value: Any, where: str) -> dict[str, Any]:
