@@ -40,7 +40,10 @@ async def test_cancellation_storm_tears_nothing(db_path: str) -> None:
         sid = rng.choice(sessions)
         kind = rng.choices(["append", "compact", "pending"], [80, 5, 15])[0]
         if kind == "append":
-            args = {"role": "user", "content": f"storm {n}"}
+            # Now and then a large one, so batches spend a while on the writer thread and
+            # more cancellations land while their op is in flight.
+            padding = " " * 200_000 if rng.random() < 0.02 else ""
+            args = {"role": "user", "content": f"storm {n}{padding}"}
             coro = store.append_message(sid, **args)
         elif kind == "compact":
             first = rng.randrange(1, 40)
