@@ -35,8 +35,8 @@ pytestmark = pytest.mark.asyncio
 
 
 async def _on_writer(store: AsyncSessionStore, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-    # Test hook: run fn on the writer connection's own thread, between batches.
-    return await _connection.run(store._writer_conn, fn)
+    # The store's private hook: run fn on the writer connection's thread, between batches.
+    return await store._on_writer(fn)
 
 
 def _set_max_pages(pages: int) -> Callable[[sqlite3.Connection], int]:
