@@ -38,9 +38,11 @@ async def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
 
 def is_alive(conn: aiosqlite.Connection) -> bool:
     """False once *conn* was closed or its worker thread stopped: it can never answer again."""
-    return (
-        getattr(conn, "_running", False)
-        and getattr(conn, "_connection", None) is not None
+    # Defaults that say "alive": should aiosqlite rename these, a dead reader goes unnoticed
+    # (as before this check existed) instead of every read replacing its connection.
+    return bool(
+        getattr(conn, "_running", True)
+        and getattr(conn, "_connection", conn) is not None
         and conn._thread.is_alive()
     )
 
