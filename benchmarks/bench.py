@@ -301,24 +301,28 @@ def w_reference(b: Bench) -> list[Result]:
     out.append(asyncio.run(via_to_thread()))
 
     with b.fresh_db("ref_seq") as path:
-        store = ref.SessionStore.open(path)
-        try:
-            sid = store.create_session(model="bench")
-            lat: list[float] = []
-            t0 = now()
-            for _ in range(s.single_appends):
-                t1 = now()
-                store.append_message(sid, role="user", content=CONTENT)
-                lat.append(now() - t1)
-            seconds = now() - t0
-        finally:
-            store.close()
+        seconds, lat = sequential_appends(ref.SessionStore.open(path), s.single_appends)
     out.append(
         latency_result(
             "ref_sequential", "reference sequential, one thread", s.single_appends, seconds, lat
         )
     )
     return out
+
+
+def sequential_appends(store: Any, count: int) -> tuple[float, list[float]]:
+    """*count* appends to one session from this thread, then close: (seconds, latencies)."""
+    try:
+        sid = store.create_session(model="bench")
+        lat: list[float] = []
+        t0 = now()
+        for _ in range(count):
+            t1 = now()
+            store.append_message(sid, role="user", content=CONTENT)
+            lat.append(now() - t1)
+        return now() - t0, lat
+    finally:
+        store.close()
 
 
 def w_single(b: Bench) -> list[Result]:
@@ -342,18 +346,7 @@ def w_single(b: Bench) -> list[Result]:
     # The facade is called from plain synchronous code, outside any event loop, as a script
     # would; its own loop runs in the facade's portal thread.
     with b.fresh_db("single_sync") as path:
-        store = ps.SessionStore.open(path)
-        try:
-            sid = store.create_session(model="bench")
-            lat: list[float] = []
-            t0 = now()
-            for _ in range(s.single_appends):
-                t1 = now()
-                store.append_message(sid, role="user", content=CONTENT)
-                lat.append(now() - t1)
-            seconds = now() - t0
-        finally:
-            store.close()
+        seconds, lat = sequential_appends(ps.SessionStore.open(path), s.single_appends)
     out.append(
         latency_result("single_sync", "single caller, sync facade", s.single_appends, seconds, lat)
     )
