@@ -289,15 +289,17 @@ class AsyncSessionStore:
     def __repr__(self) -> str:
         return f"<AsyncSessionStore {self.path!r} {self._state.value}>"
 
-    # Plain functions returning the coroutine to await: one coroutine frame less per call.
-    def _write(self, op: WriteOp) -> Coroutine[Any, Any, Any]:
+    def _require_open(self) -> None:
         if self._state is not _State.OPEN:
             raise StoreClosed(self.path, self._state.value)
+
+    # Plain functions returning the coroutine to await: one coroutine frame less per call.
+    def _write(self, op: WriteOp) -> Coroutine[Any, Any, Any]:
+        self._require_open()
         return self._writer.submit(op)
 
     def _read(self, fn: Callable[..., T], *args: Any) -> Coroutine[Any, Any, T]:
-        if self._state is not _State.OPEN:
-            raise StoreClosed(self.path, self._state.value)
+        self._require_open()
         return self._readers.run(fn, *args)
 
     # ── sessions ──────────────────────────────────────────────────────────
@@ -502,14 +504,12 @@ class AsyncSessionStore:
     # ══ beyond the reference: listing, paging, fork, watch, upkeep, export, stats, sink ══
 
     async def _enqueue(self, op: WriteOp) -> asyncio.Future[Any]:
-        if self._state is not _State.OPEN:
-            raise StoreClosed(self.path, self._state.value)
+        self._require_open()
         return await self._writer.enqueue(op)
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         """Run *fn* on the writer connection between two batches."""
-        if self._state is not _State.OPEN:
-            raise StoreClosed(self.path, self._state.value)
+        self._require_open()
         try:
             return await _connection.run(self._writer_conn, fn, *args)
         except sqlite3.Error as exc:
@@ -699,8 +699,7 @@ class AsyncSessionStore:
         """
         sid = check.session_id(session_id)
         after = check.integer(after_seq, "after_seq")
-        if self._state is not _State.OPEN:
-            raise StoreClosed(self.path, self._state.value)
+        self._require_open()
         if self._hub is None:
             poll = None
             if self.path != MEMORY:  # no other process can write a private in-memory database
