@@ -121,11 +121,13 @@ class StoreMachine(RuleBasedStateMachine):
         return result
 
     def _pick(self, data: st.DataObject, *, missing: bool = True) -> str:
+        # Draw from the model in creation order, never sorted: auto ids are random, and a
+        # sorted order would make the same draws pick other sessions from run to run.
         # An unknown id one time in ten: enough to check every error path, while most steps
         # act on sessions that exist.
         if not self.model or (missing and data.draw(st.integers(0, 9)) == 0):
             return MISSING
-        return data.draw(st.sampled_from(sorted(self.model)))
+        return data.draw(st.sampled_from(list(self.model)))
 
     def _check(self, sid: str) -> None:
         m = self.model.get(sid)
@@ -185,7 +187,7 @@ class StoreMachine(RuleBasedStateMachine):
           kind=st.sampled_from(["root", "subagent"]))  # fmt: skip
     def create_session(self, data: st.DataObject, lifecycle: str, prompt: str | None,
                        metadata: dict[str, Any], id_choice: str, kind: str) -> None:  # fmt: skip
-        parent = data.draw(st.none() | st.sampled_from([*sorted(self.model), MISSING]))
+        parent = data.draw(st.none() | st.sampled_from([*list(self.model), MISSING]))
         kwargs: dict[str, Any] = dict(system_prompt=prompt, metadata=metadata,
                                       lifecycle=lifecycle, kind=kind)  # fmt: skip
         if parent is not None:
@@ -389,7 +391,7 @@ class StoreMachine(RuleBasedStateMachine):
             at_seq = data.draw(st.sampled_from(sorted(m.messages)))
         elif point == "bad":
             at_seq = data.draw(st.integers(1, 30))
-        new_id = data.draw(st.sampled_from([None, "fork-new", *sorted(self.model)[:2]]))
+        new_id = data.draw(st.sampled_from([None, "fork-new", *list(self.model)[:2]]))
         if new_id == "fork-new":
             self.counter += 1
             new_id = f"fork-{self.counter}"
