@@ -227,4 +227,6 @@ def run_batch(
                 attempt += 1
                 time.sleep(0.01 * attempt)
                 continue
-            return [(map_error(exc), None)] * len(ops)
+            # One error object per caller: a shared one would collect every caller's
+            # traceback as each of them re-raises it.
+            return [(map_error(exc), None) for _ in ops]
