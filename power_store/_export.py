@@ -79,7 +79,7 @@ def export_lines(conn: sqlite3.Connection, session_id: str, include_subagents: b
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION SELECT s.session_id "
+                    "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT s.session_id "
                     "FROM sessions s JOIN tree ON s.parent_session_id = tree.id) "
                     "SELECT session_id FROM sessions WHERE session_id IN tree "
                     "ORDER BY spawn_depth, created_at, session_id",

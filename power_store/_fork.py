@@ -94,10 +94,10 @@ class ForkSession(WriteOp):
         conn.execute(
             "INSERT INTO compactions (session_id, compact_seq, note_seq, from_seq, to_seq, "
             "before_tokens, after_tokens, round_index, created_at) "
-            "SELECT ?1, compact_seq, note_seq, from_seq, to_seq, before_tokens, after_tokens, "
-            "round_index, created_at FROM compactions WHERE session_id = ?2 "
-            "AND note_seq IN (SELECT seq FROM messages WHERE session_id = ?1)",
-            (new, src),
+            "SELECT ?, compact_seq, note_seq, from_seq, to_seq, before_tokens, after_tokens, "
+            "round_index, created_at FROM compactions WHERE session_id = ? "
+            "AND note_seq IN (SELECT seq FROM messages WHERE session_id = ?)",
+            (new, src, new),
         )
         if self.at_seq is not None:
             last_seq, max_round = conn.execute(

@@ -101,9 +101,9 @@ def _v1_logical_order(conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE messages SET position = COALESCE(("
             "  SELECT MIN(position) FROM messages"
-            "  WHERE session_id = ?1 AND seq BETWEEN ?2 AND ?3 AND seq != ?4"
-            "), position) WHERE session_id = ?1 AND seq = ?4",
-            (session_id, from_seq, to_seq, note_seq),
+            "  WHERE session_id = ? AND seq BETWEEN ? AND ? AND seq != ?"
+            "), position) WHERE session_id = ? AND seq = ?",
+            (session_id, from_seq, to_seq, note_seq, session_id, note_seq),
         )
     # The active history is read by position; the reference's (state, seq) index is replaced.
     conn.execute("DROP INDEX IF EXISTS idx_messages_session_state")

@@ -36,7 +36,7 @@ class UsageTotals:
 # The subtree follows parent links whatever the lifecycle: a detached child that still points
 # at its parent is still work done on its behalf.
 _SUBTREE = (
-    "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION "
+    "WITH RECURSIVE tree(id) AS (SELECT ? UNION "
     "SELECT s.session_id FROM sessions s JOIN tree ON s.parent_session_id = tree.id) "
 )
 _SUMS = (
@@ -44,7 +44,7 @@ _SUMS = (
     "COALESCE(SUM(total_tokens), 0), COUNT(*) "
     "FROM usage_rounds WHERE session_id IN tree GROUP BY model ORDER BY model"
 )
-_SINGLE = "WITH tree(id) AS (SELECT ?1) "
+_SINGLE = "WITH tree(id) AS (SELECT ?) "
 
 
 def usage_totals(conn: sqlite3.Connection, session_id: str, include_subagents: bool) -> UsageTotals:
