@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sqlite3
@@ -48,7 +49,7 @@ async def test_reference_file_opens_migrates_and_continues(file_path: str) -> No
                                  total_tokens=2)  # fmt: skip
         assert await store.close_session(ROOT) == 2  # root and the linked child
         assert (await store.get_session(DETACHED)).parent_session_id is None
-    with sqlite3.connect(file_path) as db:
+    with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
 
 
@@ -56,7 +57,7 @@ async def test_reference_file_opens_migrates_and_continues(file_path: str) -> No
 async def test_wedged_reference_session_is_repaired(file_path: str) -> None:
     """power-loop 0.2.0 could leave next_seq behind a stored message; migration lifts it."""
     write_reference_db(file_path)
-    with sqlite3.connect(file_path) as db:
+    with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         db.execute("UPDATE session_state SET next_seq = 3 WHERE session_id = ?", (ROOT,))
     async with AsyncSessionStore.open(file_path) as store:
         assert await store.append_message(ROOT, role="user", content="unwedged") == 8
@@ -64,12 +65,12 @@ async def test_wedged_reference_session_is_repaired(file_path: str) -> None:
 
 @pytest.mark.asyncio
 async def test_newer_schema_is_refused(file_path: str) -> None:
-    with sqlite3.connect(file_path) as db:
+    with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         db.execute("PRAGMA user_version = 999")
     with pytest.raises(SchemaTooNew) as err:
         await AsyncSessionStore.open(file_path)
     assert err.value.found == 999
-    with sqlite3.connect(file_path) as db:
+    with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 999
 
 
