@@ -2,13 +2,18 @@
 
 Each aiosqlite connection owns a thread that runs queued callables. Its public API offers one
 call per statement, and every call is a thread hand-off (~87 µs measured); power_store runs a
-whole batch or a whole read as ONE callable instead, through ``Connection._execute``. That and
-two other private attributes are used here and nowhere else; ``tests/test_connection.py``
-fails loudly if an aiosqlite release changes them. Checked with aiosqlite 0.20 to 0.22.
+whole batch or a whole read as ONE callable instead, through ``Connection._execute``. The
+writer goes one step further with :func:`post`: it puts its callable straight on the
+connection's work queue with no future attached, because it resolves its callers itself and an
+aiosqlite future would cost a second wake-up of the event loop per batch. These private names
+are used here and nowhere else; ``tests/test_exports.py`` fails loudly if an aiosqlite release
+changes them. Checked with aiosqlite 0.22.
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +25,10 @@ T = TypeVar("T")
 def check_aiosqlite() -> None:
     """Raise ImportError if this aiosqlite lacks the internals power_store relies on."""
     missing = [name for name in ("_execute", "_conn") if not hasattr(aiosqlite.Connection, name)]
+    # _tx is set per instance; building one (never started) costs no thread or file.
+    unstarted = aiosqlite.Connection(functools.partial(sqlite3.connect, ":memory:"), 64)
+    if not hasattr(getattr(unstarted, "_tx", None), "put_nowait"):
+        missing.append("_tx")
     if missing:
         raise ImportError(
             f"power_store needs aiosqlite's private Connection.{', '.join(missing)}, "
@@ -51,6 +60,15 @@ async def run(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T
     """Run ``fn(sqlite3_connection, *args)`` on *conn*'s thread, in one hand-off."""
     result: T = await conn._execute(_call, conn, fn, args)  # type: ignore[no-untyped-call]
     return result
+
+
+def post(conn: aiosqlite.Connection, fn: Callable[..., object], *args: Any) -> None:
+    """Queue ``fn(sqlite3_connection, *args)`` on *conn*'s thread and return at once.
+
+    Nothing reports back: *fn* must deliver its own outcome, and must not raise (aiosqlite
+    would only log it).
+    """
+    conn._tx.put_nowait((None, functools.partial(_call, conn, fn, args)))
 
 
 def _call(conn: aiosqlite.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

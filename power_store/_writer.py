@@ -137,20 +137,22 @@ class Writer:
 
     async def _commit(self, batch: list[WriteOp]) -> None:
         loop = asyncio.get_running_loop()
+        # Resolved by _deliver in the same loop callback as the batch's callers: one wake-up
+        # of the loop per batch, and the callers' next writes are queued before this task
+        # takes the next batch.
+        done: asyncio.Future[None] = loop.create_future()
+        restart = self._checkpointer is not None and self._checkpointer.take_restart()
+        _connection.post(self._conn, self._run_and_deliver, loop, batch, restart, done)
         try:
-            restart = self._checkpointer is not None and self._checkpointer.take_restart()
-            await _connection.run(self._conn, self._run_and_deliver, loop, batch, restart)
+            await done
         except BaseException as exc:
-            # _run_and_deliver never raises; this is the connection itself gone, or the loop
-            # shutting down while the batch runs on (its outcome is then unknown to us).
+            # Only the loop shutting down cancels this task; the batch's outcome is unknown.
             logger.error("power_store writer lost a batch of %d ops: %r", len(batch), exc)
             failure = StoreClosed(self._path, "broken")
             for op in batch:
                 if not op.future.done():
                     op.future.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            raise
         if self._checkpointer is not None:
             self._checkpointer.committed(len(batch))
 
@@ -160,18 +162,32 @@ class Writer:
         loop: asyncio.AbstractEventLoop,
         batch: list[WriteOp],
         restart: bool,
+        done: asyncio.Future[None],
     ) -> None:
         """On the connection thread: commit the batch, then hand the outcomes straight to the
-        loop. Resolving callers from here, rather than after the writer task wakes up, saves
-        every caller one event-loop iteration."""
+        loop, where one callback resolves the callers and the writer task alike."""
         started = time.perf_counter()
-        outcomes = run_batch(conn, batch, self._max_spawn_depth)
-        loop.call_soon_threadsafe(self._deliver, batch, outcomes, time.perf_counter() - started)
+        try:
+            outcomes = run_batch(conn, batch, self._max_spawn_depth)
+        except BaseException as exc:  # run_batch handles every error it knows; a bug must
+            outcomes = [(exc, None) for _ in batch]  # still reach the callers, not hang them
+        try:
+            loop.call_soon_threadsafe(
+                self._deliver, batch, outcomes, time.perf_counter() - started, done
+            )
+        except RuntimeError:
+            return  # the loop is closed: nobody is left to tell
         if restart:
             # After the callers are acknowledged; only the next batch waits for it.
             _checkpointer.restart(conn)
 
-    def _deliver(self, batch: list[WriteOp], outcomes: list[Outcome], seconds: float) -> None:
+    def _deliver(
+        self,
+        batch: list[WriteOp],
+        outcomes: list[Outcome],
+        seconds: float,
+        done: asyncio.Future[None],
+    ) -> None:
         for op, (error, value) in zip(batch, outcomes, strict=True):
             if op.future.done():
                 continue  # its caller was cancelled after the cut-off; the write stands
@@ -187,3 +203,5 @@ class Writer:
         self.max_batch_seen = max(self.max_batch_seen, len(batch))
         if self.on_commit is not None:
             self.on_commit(batch)
+        if not done.done():
+            done.set_result(None)
