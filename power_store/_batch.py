@@ -37,6 +37,31 @@ _PREFETCH_SQL = {
 }
 
 _UPDATE_NEXT_SEQ = "UPDATE session_state SET next_seq = ? WHERE session_id = ?"
+#: Sessions whose next_seq is remembered between batches; past this the memory starts over.
+_KNOWN_SEQS_LIMIT = 4096
+
+
+class KnownSeqs:
+    """``next_seq`` per session as of the writer's last commit, kept between batches.
+
+    Valid only while no other connection has committed: ``PRAGMA data_version`` tells, at the
+    start of each batch, whether one has (another process or store, a reference writer). A
+    failed batch forgets everything, since its cached values were never committed.
+    """
+
+    __slots__ = ("data_version", "seqs")
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int | None] = {}
+        self.data_version = -1
+
+    def revalidate(self, conn: sqlite3.Connection) -> None:
+        version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.data_version or len(self.seqs) > _KNOWN_SEQS_LIMIT:
+            self.seqs.clear()
+            self.data_version = version
+
+
 _UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
 
 
@@ -53,12 +78,14 @@ class Batch:
         "now",
     )
 
-    def __init__(self, conn: sqlite3.Connection, now: int, max_spawn_depth: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, now: int, max_spawn_depth: int, known: KnownSeqs
+    ) -> None:
         self.conn = conn
         self.now = now
         self.max_spawn_depth = max_spawn_depth
         # session_id -> next free seq, or None when the session does not exist.
-        self._next_seq: dict[str, int | None] = {}
+        self._next_seq = known.seqs
         self._dirty_seq: set[str] = set()
         self._touched: set[str] = set()
         self._buffers: dict[str, list[tuple[Any, ...]]] = {}
@@ -190,11 +217,12 @@ def _apply_isolated(batch: Batch, ops: Sequence[WriteOp]) -> list[Outcome]:
 
 
 def _transaction(
-    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int
+    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int, known: KnownSeqs
 ) -> list[Outcome]:
-    batch = Batch(conn, time.time_ns() // 1_000_000, max_spawn_depth)
+    batch = Batch(conn, time.time_ns() // 1_000_000, max_spawn_depth, known)
     conn.execute("BEGIN IMMEDIATE")
     try:
+        known.revalidate(conn)
         try:
             batch.prefetch(op.session_id for op in ops)
             outcomes = _apply_fast(batch, ops)
@@ -207,6 +235,7 @@ def _transaction(
             outcomes = _apply_isolated(batch, ops)
         conn.execute("COMMIT")
     except BaseException:
+        batch.reset()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
@@ -214,13 +243,13 @@ def _transaction(
 
 
 def run_batch(
-    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int
+    conn: sqlite3.Connection, ops: Sequence[WriteOp], max_spawn_depth: int, known: KnownSeqs
 ) -> list[Outcome]:
     """Apply *ops* in one transaction and report each op's outcome. Never raises."""
     attempt = 0
     while True:
         try:
-            return _transaction(conn, ops, max_spawn_depth)
+            return _transaction(conn, ops, max_spawn_depth, known)
         except Exception as exc:
             # busy_timeout already waited; another process holds the write lock for long.
             if is_busy(exc) and attempt < _BUSY_RETRIES:

@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from . import _checkpointer, _connection
-from ._batch import Outcome, run_batch
+from ._batch import KnownSeqs, Outcome, run_batch
 from ._checkpointer import Checkpointer
 from ._errors import StoreClosed
 from ._ops import WriteOp
@@ -46,6 +46,7 @@ class Writer:
         self._path = path
         self._max_batch = max_batch
         self._max_spawn_depth = max_spawn_depth
+        self._known_seqs = KnownSeqs()  # touched only on the connection thread
         # A plain deque plus a semaphore for the bound: measured, asyncio.Queue's bookkeeping
         # was a quarter of the event loop's work per write.
         self._pending: deque[WriteOp] = deque()
@@ -168,7 +169,7 @@ class Writer:
         loop, where one callback resolves the callers and the writer task alike."""
         started = time.perf_counter()
         try:
-            outcomes = run_batch(conn, batch, self._max_spawn_depth)
+            outcomes = run_batch(conn, batch, self._max_spawn_depth, self._known_seqs)
         except BaseException as exc:  # run_batch handles every error it knows; a bug must
             outcomes = [(exc, None) for _ in batch]  # still reach the callers, not hang them
         try:

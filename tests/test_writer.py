@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 
 import pytest
 
@@ -94,6 +96,26 @@ async def test_two_stores_on_one_file_lose_nothing(file_path: str) -> None:
         assert sorted(seq for seq, _ in results) == list(range(1, 401))
         stored = {m.seq: m.content for m in await second.load_all_messages(sid)}
         assert stored == dict(results)
+
+
+async def test_writes_by_another_connection_between_batches_are_seen(file_path: str) -> None:
+    # The writer remembers each session's next seq between its batches; whatever another
+    # connection commits in between must win over that memory.
+    async with (
+        AsyncSessionStore.open(file_path) as first,
+        AsyncSessionStore.open(file_path) as second,
+    ):
+        sid = await first.create_session()
+        for expected in range(1, 7):
+            writer = first if expected % 2 else second
+            assert await writer.append_message(sid, role="user", content="x") == expected
+        with contextlib.closing(sqlite3.connect(file_path)) as other, other:
+            other.execute("UPDATE session_state SET next_seq = 40 WHERE session_id = ?", (sid,))
+        assert await first.append_message(sid, role="user", content="x") == 40
+        assert await second.close_session(sid) == 1
+        with pytest.raises(SessionNotFound):
+            await first.append_message(sid, role="user", content="x")
+        assert await first.load_all_messages(sid) == []
 
 
 async def test_read_after_write_sees_it(file_path: str) -> None:
