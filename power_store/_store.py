@@ -9,7 +9,7 @@ import os
 import secrets
 import sqlite3
 import stat
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -293,8 +293,8 @@ class AsyncSessionStore:
         if self._state is not _State.OPEN:
             raise StoreClosed(self.path, self._state.value)
 
-    # Plain functions returning the coroutine to await: one coroutine frame less per call.
-    def _write(self, op: WriteOp) -> Coroutine[Any, Any, Any]:
+    # Plain functions returning what to await: one coroutine frame less per call.
+    def _write(self, op: WriteOp) -> Awaitable[Any]:
         self._require_open()
         return self._writer.submit(op)
 

@@ -20,7 +20,7 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 #: SQLite stores 64-bit signed integers; a bigger Python int would fail at bind time, inside the
 #: writer, as an OverflowError the caller cannot tell from a bug.
-_INT64_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1
 
 
 def _check_unicode(value: str, where: str) -> None:
@@ -129,7 +129,7 @@ def integer(value: Any, where: str, *, minimum: int = 0) -> int:
         raise InvalidArgument(f"{where} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise InvalidArgument(f"{where} must be >= {minimum}, got {value}")
-    if value > _INT64_MAX:
+    if value > INT64_MAX:
         raise InvalidArgument(f"{where} must fit in 64 bits, got {value}")
     return value
 

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -23,6 +23,7 @@ from ._batch import KnownSeqs, Outcome, run_batch
 from ._checkpointer import Checkpointer
 from ._errors import StoreClosed
 from ._ops import WriteOp
+from ._slots import Slots
 
 logger = logging.getLogger("power_store")
 
@@ -47,10 +48,10 @@ class Writer:
         self._max_batch = max_batch
         self._max_spawn_depth = max_spawn_depth
         self._known_seqs = KnownSeqs()  # touched only on the connection thread
-        # A plain deque plus a semaphore for the bound: measured, asyncio.Queue's bookkeeping
+        # A plain deque plus a slot count for the bound: measured, asyncio.Queue's bookkeeping
         # was a quarter of the event loop's work per write.
         self._pending: deque[WriteOp] = deque()
-        self._room = asyncio.Semaphore(max_queue)
+        self._room = Slots(max_queue)
         self._has_work: asyncio.Future[None] | None = None
         self._stopping = False
         self._stopped = False
@@ -70,21 +71,29 @@ class Writer:
     def queued(self) -> int:
         return len(self._pending)
 
-    async def submit(self, op: WriteOp) -> Any:
-        """Queue *op* and wait until its batch has committed; return its result."""
-        # Waits while max_queue ops are queued: backpressure instead of unbounded memory.
-        await self._room.acquire()
-        return await self._push(op)
+    def submit(self, op: WriteOp) -> Awaitable[Any]:
+        """Queue *op*; the returned awaitable gives its result once its batch has committed.
+
+        A plain function: with room in the queue the caller awaits the op's future directly,
+        with no coroutine of ours in between.
+        """
+        if self._room.try_take():
+            return self._push(op)
+        return self._submit_when_room(op)
+
+    async def _submit_when_room(self, op: WriteOp) -> Any:
+        return await (await self.enqueue(op))
 
     async def enqueue(self, op: WriteOp) -> asyncio.Future[Any]:
-        """Queue *op* like :meth:`submit`, but return the future its commit resolves instead
-        of awaiting it (the sink's way to stream without a commit wait per write)."""
-        await self._room.acquire()
+        """Queue *op* like :meth:`submit`, but return the future its commit resolves (the
+        sink's way to stream without a commit wait per write)."""
+        # Waits while max_queue ops are queued: backpressure instead of unbounded memory.
+        await self._room.take()
         return self._push(op)
 
     def _push(self, op: WriteOp) -> asyncio.Future[Any]:
         if self._stopped:
-            self._room.release()
+            self._room.give(1)
             raise StoreClosed(self._path)
         op.future = asyncio.get_running_loop().create_future()
         self._pending.append(op)
@@ -108,8 +117,7 @@ class Writer:
         pending = self._pending
         count = min(len(pending), self._max_batch)
         taken = [pending.popleft() for _ in range(count)]
-        for _ in range(count):
-            self._room.release()
+        self._room.give(count)
         # The cancellation rule's cut-off: an op already cancelled now is dropped unwritten.
         return [op for op in taken if not op.future.done()]
 

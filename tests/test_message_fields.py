@@ -1,0 +1,90 @@
+"""A property test of what append_message accepts: every mix of field values, typical and odd,
+against a plain statement of the rules. An accepted message reads back exactly as given; a
+refused one raises InvalidArgument and writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from power_store import AsyncSessionStore, InvalidArgument
+
+
+class Text(str):
+    """A str subclass: accepted like any str."""
+
+
+INT64_MAX = 2**63 - 1
+texts = (
+    st.text(max_size=8)  # ASCII and not, lone surrogates included
+    | st.sampled_from(["", "user", "tool", "é", "\ud800", "\udfff x"])
+    | st.builds(Text, st.sampled_from(["a", "ü"]))
+)
+odd = st.sampled_from([0, 1, True, b"bytes", 1.5, ["x"]])
+text_field = st.none() | texts | odd
+round_field = (
+    st.none()
+    | st.integers(-3, 3)
+    | st.sampled_from([INT64_MAX, INT64_MAX + 1, -(2**70), True, False, "1", 1.0])
+)
+
+
+def encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_text(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and encodable(value))
+
+
+def valid(fields: dict[str, Any]) -> bool:
+    role, rnd = fields["role"], fields["round_index"]
+    return (
+        isinstance(role, str)
+        and role != ""
+        and encodable(role)
+        and all(valid_text(fields[k]) for k in ("content", "tool_call_id", "name"))
+        and (rnd is None or (type(rnd) is int and 0 <= rnd <= INT64_MAX))
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    role=text_field,
+    content=text_field,
+    tool_call_id=text_field,
+    name=text_field,
+    round_index=round_field,
+)
+def test_append_message_accepts_exactly_the_valid_fields(**fields: Any) -> None:
+    async def check() -> None:
+        async with AsyncSessionStore.open(":memory:") as store:
+            sid = await store.create_session()
+            if valid(fields):
+                seq = await store.append_message(sid, **fields)
+                row = await store.get_message(sid, seq)
+                assert row is not None
+                assert (row.role, row.content, row.tool_call_id, row.name, row.round_index) == (
+                    fields["role"],
+                    fields["content"],
+                    fields["tool_call_id"],
+                    fields["name"],
+                    fields["round_index"],
+                )
+            else:
+                try:
+                    await store.append_message(sid, **fields)
+                except InvalidArgument:
+                    pass
+                else:
+                    raise AssertionError(f"accepted invalid fields {fields!r}")
+                assert await store.load_all_messages(sid) == []
+
+    asyncio.run(check())
