@@ -88,3 +88,59 @@ def test_append_message_accepts_exactly_the_valid_fields(**fields: Any) -> None:
                 assert await store.load_all_messages(sid) == []
 
     asyncio.run(check())
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | texts
+)
+json_keys = texts | st.integers(-2, 2) | st.sampled_from([None, True, 1.5, ("t",)])
+json_like = st.recursive(
+    json_scalars | st.sampled_from([b"x", {1, 2}, (1, "a")]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(json_keys, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def valid_json(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int)):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, list):
+        return all(valid_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and encodable(k) and valid_json(v) for k, v in value.items())
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(meta=st.dictionaries(json_keys, json_like, max_size=4))
+def test_meta_is_stored_iff_it_reads_back_unchanged(meta: dict[Any, Any]) -> None:
+    async def check() -> None:
+        async with AsyncSessionStore.open(":memory:") as store:
+            sid = await store.create_session()
+            if valid_json(meta):
+                seq = await store.append_message(sid, role="user", meta=meta)
+                row = await store.get_message(sid, seq)
+                assert row is not None
+                assert row.meta == meta
+            else:
+                try:
+                    await store.append_message(sid, role="user", meta=meta)
+                except InvalidArgument:
+                    pass
+                else:
+                    raise AssertionError(f"accepted meta {meta!r}")
+                assert await store.load_all_messages(sid) == []
+
+    asyncio.run(check())
