@@ -16,7 +16,11 @@ from ._errors import InvalidArgument
 
 E = TypeVar("E", bound=Enum)
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# No check_circular: every value is walked by _check_json_value before it is encoded, and the
+# walk already refuses a cycle (as too deep); the encoder's own bookkeeping cost ~2 µs a call.
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+)
 
 #: SQLite stores 64-bit signed integers; a bigger Python int would fail at bind time, inside the
 #: writer, as an OverflowError the caller cannot tell from a bug.
@@ -49,14 +53,18 @@ def _check_json_value(value: Any, where: str) -> None:
         return
     if isinstance(value, list):
         for item in value:
-            _check_json_value(item, where)
+            # Plain leaves are settled inline: a call per leaf was most of the walk's cost.
+            if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
+                _check_json_value(item, where)
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidArgument(f"{where}: key {key!r} is not a string")
-            _check_unicode(key, where)
-            _check_json_value(item, where)
+            if not (type(key) is str and key.isascii()):
+                if not isinstance(key, str):
+                    raise InvalidArgument(f"{where}: key {key!r} is not a string")
+                _check_unicode(key, where)
+            if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
+                _check_json_value(item, where)
         return
     raise InvalidArgument(f"{where}: {type(value).__name__} is not JSON-serialisable")
 
