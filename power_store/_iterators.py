@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Generic, TypeVar
+
+from ._bridge import on_loop
 
 T = TypeVar("T")
 
@@ -56,18 +58,13 @@ class ListPager(PagedIterator[T]):
         self._fetch = None
 
 
-def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run *coro* on the store's loop from another thread and wait for its result."""
-    return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-
-def blocking(loop: asyncio.AbstractEventLoop, pager: PagedIterator[T]) -> Iterator[T]:
+def blocking(loop: asyncio.AbstractEventLoop, pager: PagedIterator[T], path: str) -> Iterator[T]:
     """The sync facade's twin of *pager*: a generator that blocks for each page."""
     try:
-        while (page := on_loop(loop, pager.next_page())) is not None:
+        while (page := on_loop(loop, pager.next_page(), path)) is not None:
             yield from page
     finally:
         # Closing the generator (or dropping it) closes the pager; after the store closed
         # there is no loop left to do it on, and nothing left to release.
         with contextlib.suppress(Exception):
-            on_loop(loop, pager.aclose())
+            on_loop(loop, pager.aclose(), path)

@@ -23,8 +23,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _build
+from ._bridge import on_loop
 from ._errors import StoreClosed
-from ._iterators import on_loop
 from ._ops import WriteOp
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ class BlockingSink:
         with self._lock:
             waiting = list(self._outstanding)
         concurrent.futures.wait(waiting)
-        on_loop(self._loop, self._sink.flush())
+        on_loop(self._loop, self._sink.flush(), self._sink._store.path)
 
 
 def _copy(out: concurrent.futures.Future[T], done: asyncio.Future[T]) -> None:

@@ -77,6 +77,19 @@ def test_use_after_close_and_double_close(file_path: str) -> None:
         store.create_session()
 
 
+def test_iterators_and_sinks_used_after_close_raise_store_closed(file_path: str) -> None:
+    store = SessionStore.open(file_path)
+    sid = store.create_session()
+    store.append_message(sid, role="user", content="hi")
+    export = store.export_session(sid)  # pages are pulled lazily, on next()
+    sink = store.sink(sid)
+    store.close()
+    with pytest.raises(StoreClosed):
+        next(export)
+    with pytest.raises(StoreClosed):
+        sink.flush()
+
+
 def _run_script(code: str, timeout: float = 30) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     proc = subprocess.run(
