@@ -3,7 +3,9 @@ so no cursor (and no WAL snapshot) outlives the call."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from ._models import (
@@ -59,7 +61,7 @@ def session_row(r: tuple[Any, ...]) -> SessionRow:
     )  # fmt: skip
 
 
-def message_row(r: tuple[Any, ...]) -> MessageRow:
+def message_row(r: Sequence[Any]) -> MessageRow:
     return MessageRow(
         r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6], r[7],
         _STATE.get(r[8]) or MessageState(r[8]),
@@ -83,22 +85,39 @@ def list_children(conn: sqlite3.Connection, parent_session_id: str) -> list[Sess
     return [session_row(r) for r in rows]
 
 
+def _messages(conn: sqlite3.Connection, where_order: str, params: tuple[Any, ...]) -> list[Any]:
+    """Message rows, fetched in ONE step: SQLite folds them into a single JSON array.
+
+    Row by row, sqlite3 gives up the GIL around every step and must win it back for every row,
+    and while an event loop and a writer keep the GIL busy each win can take milliseconds:
+    measured with W1 running, a 200-message history took p99 14 ms that way against 5 ms in
+    one step (idle, one step costs ~30% more: 1.35 ms against 1.05 ms). A value JSON cannot
+    hold (a BLOB some other program stored in a text column) falls back to the row-by-row read.
+    """
+    select = f"SELECT {MESSAGE_COLUMNS} FROM messages {where_order}"
+    try:
+        # The subquery's ORDER BY is kept: SQLite never flattens an ordered subquery into an
+        # aggregate, so the array is built in that order.
+        (text,) = conn.execute(
+            f"SELECT json_group_array(json_array({MESSAGE_COLUMNS})) FROM ({select})", params
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return conn.execute(select, params).fetchall()
+    rows: list[Any] = json.loads(text)
+    return rows
+
+
 def load_active_messages(conn: sqlite3.Connection, session_id: str) -> list[MessageRow]:
     # Logical order: a compaction note carries the position of the first message it replaced.
-    rows = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND state = 'active' "
-        "ORDER BY position, seq",
-        (session_id,),
-    ).fetchall()
+    rows = _messages(
+        conn, "WHERE session_id = ? AND state = 'active' ORDER BY position, seq", (session_id,)
+    )
     return [message_row(r) for r in rows]
 
 
 def load_all_messages(conn: sqlite3.Connection, session_id: str) -> list[MessageRow]:
     # Every row ever written, in allocation (seq) order: the audit view.
-    rows = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq",
-        (session_id,),
-    ).fetchall()
+    rows = _messages(conn, "WHERE session_id = ? ORDER BY seq", (session_id,))
     return [message_row(r) for r in rows]
 
 

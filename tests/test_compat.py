@@ -64,6 +64,21 @@ async def test_wedged_reference_session_is_repaired(file_path: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_blob_another_program_stored_as_content_still_loads(file_path: str) -> None:
+    # SQLite lets any program put a BLOB in a TEXT column; JSON cannot carry one, so history
+    # loads fall back from their one-step JSON fetch to reading row by row.
+    async with AsyncSessionStore.open(file_path) as store:
+        sid = await store.create_session()
+        await store.append_message(sid, role="user", content="text")
+        await store.append_message(sid, role="user", content="to be a blob")
+    with contextlib.closing(sqlite3.connect(file_path)) as db, db:
+        db.execute("UPDATE messages SET content = ? WHERE seq = 2", (b"\x00\xff",))
+    async with AsyncSessionStore.open(file_path) as store:
+        for load in (store.load_active_messages, store.load_all_messages):
+            assert [m.content for m in await load(sid)] == ["text", b"\x00\xff"]
+
+
+@pytest.mark.asyncio
 async def test_newer_schema_is_refused(file_path: str) -> None:
     with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         db.execute("PRAGMA user_version = 999")

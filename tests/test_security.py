@@ -78,9 +78,13 @@ async def test_hostile_strings_round_trip_untouched(store: Any, hostile: str) ->
     assert message.tool_calls == [{hostile: hostile}]
     assert message.meta == {hostile: hostile}
     assert (await store.get_state(sid)).pending == {hostile: [hostile]}
-    note = (await store.load_active_messages(sid))[0]
+    note, second = await store.load_active_messages(sid)
     assert note.content == hostile
     assert note.meta[hostile] == hostile
+    assert second.content == "second"
+    every = await store.load_all_messages(sid)
+    assert [m.seq for m in every] == [1, 2, 3]
+    assert every[0] == message
     assert [c.session_id for c in await store.list_children(parent)] == [hostile]
     # Every table is still there and nothing else was touched.
     assert await store.close_session(parent) == 2
