@@ -12,16 +12,17 @@ Windows are keyset ranges over the view's order: ``(position, seq)`` for the act
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from ._models import MessageRow
-from ._queries import MESSAGE_COLUMNS, message_row
+from ._queries import MESSAGE_COLUMNS, fetch_in_one_step, message_row
 from ._snapshot import snapshot
 
 # How many neighbours to fetch at a time while widening; groups are rarely larger.
 _WIDEN_STEP = 16
 
-Keyed = tuple[Any, ...]  # a message row with its order key (k1, seq) appended
+Keyed = Sequence[Any]  # a message row with its order key (k1, seq) appended
 
 
 class _View:
@@ -30,9 +31,8 @@ class _View:
     def __init__(self, include_compacted: bool) -> None:
         self.k1 = "seq" if include_compacted else "position"
         self.state = "" if include_compacted else " AND state = 'active'"
-        self.select = (
-            f"SELECT {MESSAGE_COLUMNS}, {self.k1} FROM messages WHERE session_id = ?{self.state}"
-        )
+        self.columns = f"{MESSAGE_COLUMNS}, {self.k1}"
+        self.select = f"SELECT {self.columns} FROM messages WHERE session_id = ?{self.state}"
 
     def anchor(self, conn: sqlite3.Connection, session_id: str, seq: int) -> tuple[int, int]:
         """The order key of message *seq*; an unknown seq sorts where that seq number would."""
@@ -66,7 +66,7 @@ class _View:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        rows = conn.execute(sql, params).fetchall()
+        rows = fetch_in_one_step(conn, self.columns, sql, params)
         if backwards:
             rows.reverse()
         return rows

@@ -85,8 +85,11 @@ def list_children(conn: sqlite3.Connection, parent_session_id: str) -> list[Sess
     return [session_row(r) for r in rows]
 
 
-def _messages(conn: sqlite3.Connection, where_order: str, params: tuple[Any, ...]) -> list[Any]:
-    """Message rows, fetched in ONE step: SQLite folds them into a single JSON array.
+def fetch_in_one_step(
+    conn: sqlite3.Connection, columns: str, select: str, params: Sequence[Any]
+) -> list[Any]:
+    """Every row of *select* (which returns *columns*), fetched in ONE step: SQLite folds the
+    rows into a single JSON array.
 
     Row by row, sqlite3 gives up the GIL around every step and must win it back for every row,
     and while an event loop and a writer keep the GIL busy each win can take milliseconds:
@@ -94,17 +97,21 @@ def _messages(conn: sqlite3.Connection, where_order: str, params: tuple[Any, ...
     one step (idle, one step costs ~30% more: 1.35 ms against 1.05 ms). A value JSON cannot
     hold (a BLOB some other program stored in a text column) falls back to the row-by-row read.
     """
-    select = f"SELECT {MESSAGE_COLUMNS} FROM messages {where_order}"
     try:
         # The subquery's ORDER BY is kept: SQLite never flattens an ordered subquery into an
         # aggregate, so the array is built in that order.
         (text,) = conn.execute(
-            f"SELECT json_group_array(json_array({MESSAGE_COLUMNS})) FROM ({select})", params
+            f"SELECT json_group_array(json_array({columns})) FROM ({select})", params
         ).fetchone()
     except sqlite3.OperationalError:
         return conn.execute(select, params).fetchall()
     rows: list[Any] = json.loads(text)
     return rows
+
+
+def _messages(conn: sqlite3.Connection, where_order: str, params: tuple[Any, ...]) -> list[Any]:
+    select = f"SELECT {MESSAGE_COLUMNS} FROM messages {where_order}"
+    return fetch_in_one_step(conn, MESSAGE_COLUMNS, select, params)
 
 
 def load_active_messages(conn: sqlite3.Connection, session_id: str) -> list[MessageRow]:

@@ -74,8 +74,13 @@ async def test_a_blob_another_program_stored_as_content_still_loads(file_path: s
     with contextlib.closing(sqlite3.connect(file_path)) as db, db:
         db.execute("UPDATE messages SET content = ? WHERE seq = 2", (b"\x00\xff",))
     async with AsyncSessionStore.open(file_path) as store:
-        for load in (store.load_active_messages, store.load_all_messages):
-            assert [m.content for m in await load(sid)] == ["text", b"\x00\xff"]
+        loads = (
+            store.load_active_messages(sid),
+            store.load_all_messages(sid),
+            store.load_messages(sid, tail=5),
+        )
+        for load in loads:
+            assert [m.content for m in await load] == ["text", b"\x00\xff"]
 
 
 @pytest.mark.asyncio
