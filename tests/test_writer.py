@@ -118,6 +118,33 @@ async def test_writes_by_another_connection_between_batches_are_seen(file_path: 
         assert await first.load_all_messages(sid) == []
 
 
+async def test_a_big_batch_is_acknowledged_in_slices_that_let_other_work_run(
+    db_path: str,
+) -> None:
+    async with AsyncSessionStore.open(db_path) as store:
+        sids = [await store.create_session() for _ in range(64)]
+        events: list[str] = []
+        writing = True
+
+        async def write(sid: str) -> None:
+            await store.append_message(sid, role="user", content="x")
+            events.append("ack")
+
+        async def other_work() -> None:
+            while writing:
+                events.append("tick")
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(other_work())
+        before = (await store.stats()).batches
+        await asyncio.gather(*(write(sid) for sid in sids))
+        writing = False
+        await ticker
+        assert (await store.stats()).batches == before + 1  # all 64 were one batch
+        first, last = events.index("ack"), len(events) - events[::-1].index("ack") - 1
+        assert "tick" in events[first:last], "the loop ran nothing else while 64 callers resumed"
+
+
 async def test_read_after_write_sees_it(file_path: str) -> None:
     async with AsyncSessionStore.open(file_path, readers=2) as store:
         sid = await store.create_session()
