@@ -1,8 +1,9 @@
 """Faults: a full database, I/O errors at commit, a dead read connection, unopenable paths.
 
-Two faults have no public trigger, so these tests reach one level in, and only there:
+Three faults have no public trigger, so these tests reach one level in, and only there:
 ``max_page_count`` is a per-connection setting, applied here to the store's writer connection;
-a dead reader is made by closing a pool connection behind the pool's back. I/O errors come from
+a dead reader is made by closing a pool connection behind the pool's back; a bug in the batch
+code is stood in for by making the writer's batch function raise. I/O errors come from
 the operating system itself (``RLIMIT_FSIZE``), with no hook at all.
 """
 
@@ -241,3 +242,26 @@ async def test_unopenable_paths_get_a_clear_error_and_are_left_alone(
             break
         await asyncio.sleep(0.01)
     assert threading.active_count() == threads
+
+
+async def test_a_bug_in_the_batch_code_reaches_the_callers_instead_of_hanging_them(
+    file_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from power_store import _writer
+
+    real = _writer.run_batch
+    async with AsyncSessionStore.open(file_path) as store:
+        sid = await store.create_session()
+
+        def broken(*args: Any) -> Any:
+            monkeypatch.setattr(_writer, "run_batch", real)  # one batch only
+            raise RuntimeError("bug in the batch code")
+
+        monkeypatch.setattr(_writer, "run_batch", broken)
+        results = await asyncio.gather(
+            *(store.append_message(sid, role="user", content=str(i)) for i in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RuntimeError) for r in results), results
+        # The writer survived: the next write commits.
+        assert await store.append_message(sid, role="user", content="after") == 1
