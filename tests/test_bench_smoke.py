@@ -22,7 +22,10 @@ def test_quick_benchmark_runs_every_workload(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["errors"] == []
-    assert all(isinstance(r["value"], float) for r in report["ratios"]), report["ratios"]
+    # Every ratio is measured, except those needing the reference store when its file is
+    # absent (a checkout without ../shared): those must say so instead.
+    for r in report["ratios"]:
+        assert isinstance(r["value"], float) or "reference not found" in r["note"], r
     text = json.dumps(report["ratios"])
     for ratio in ("W1 / limit", "W1 FULL / W1 NORMAL", "single async", "agent rounds",
                   "under W1 / idle", "at 100k / at 1k", "peak RSS"):  # fmt: skip
