@@ -36,9 +36,10 @@ from ._models import (
     SessionStatus,
     SubagentLifecycle,
 )
+from ._options import StoreOptions
 from ._sink import BlockingSink, Sink
 from ._stats import StoreStats
-from ._store import AsyncSessionStore, StoreOptions
+from ._store import AsyncSessionStore
 from ._sync import SessionStore
 from ._usage import ModelUsage, UsageTotals
 from ._watch import Watch

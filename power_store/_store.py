@@ -8,9 +8,7 @@ import functools
 import os
 import secrets
 import sqlite3
-import stat
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -46,7 +44,6 @@ from ._listing import Order, SessionPage
 from ._maintenance import CheckpointResult, Prune, PruneResult
 from ._models import (
     DEFAULT_DB_PATH,
-    MAX_SPAWN_DEPTH,
     CompactionRow,
     MessageRow,
     SessionKind,
@@ -63,6 +60,7 @@ from ._ops import (
     UpdateSessionPrompt,
     WriteOp,
 )
+from ._options import MEMORY, StoreOptions, resolve_path
 from ._readers import ReaderPool
 from ._sink import Sink
 from ._stats import StoreStats
@@ -72,7 +70,6 @@ from ._writer import Writer
 
 T = TypeVar("T")
 
-MEMORY = ":memory:"
 #: Committed writes between background checkpoint passes.
 CHECKPOINT_EVERY_OPS = 500
 
@@ -81,71 +78,6 @@ class _State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class StoreOptions:
-    """Tuning knobs of :meth:`AsyncSessionStore.open`; every one has a sensible default."""
-
-    readers: int = 2
-    synchronous: Literal["normal", "full"] = "normal"
-    max_spawn_depth: int = MAX_SPAWN_DEPTH
-    busy_timeout: float = 5.0
-    max_batch: int = 1000
-    max_queue: int = 10_000
-    #: Seconds between ``PRAGMA data_version`` polls while someone watches a file store: how
-    #: soon watch() notices writes made by other processes.
-    watch_poll_interval: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.synchronous not in ("normal", "full"):
-            raise InvalidArgument(
-                f"synchronous must be 'normal' or 'full', got {self.synchronous!r}"
-            )
-        for name, minimum in (
-            ("readers", 1),
-            ("max_batch", 1),
-            ("max_queue", 1),
-            ("max_spawn_depth", 0),
-        ):
-            check.integer(getattr(self, name), name, minimum=minimum)
-        if not isinstance(self.busy_timeout, (int, float)) or not 0 <= self.busy_timeout < 3600:
-            raise InvalidArgument(
-                f"busy_timeout must be seconds in [0, 3600), got {self.busy_timeout!r}"
-            )
-        interval = self.watch_poll_interval
-        if not isinstance(interval, (int, float)) or not 0.001 <= interval <= 60:
-            raise InvalidArgument(f"watch_poll_interval must be in [0.001, 60], got {interval!r}")
-
-
-def _resolve_path(path: str | os.PathLike[str]) -> str:
-    raw = os.fspath(path)
-    if not isinstance(raw, str) or not raw:
-        raise InvalidArgument(f"path must be a non-empty str or PathLike, got {path!r}")
-    if raw == MEMORY:
-        return raw
-    resolved = Path(raw).expanduser().absolute()
-    if resolved.is_dir():
-        raise StoreOpenError(str(resolved), "it is a directory")
-    try:
-        resolved.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        # mkdir says FileExistsError when a parent is a file: not "the database exists".
-        raise StoreOpenError(str(resolved), f"cannot create its directory: {exc}") from exc
-    try:
-        # Agent transcripts are private: create the file readable by its owner only (SQLite
-        # gives the -wal and -shm files the same mode).
-        fd = os.open(resolved, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
-        os.close(fd)
-    except FileExistsError:
-        # SQLite would open a read-only file read-only and fail later, at the first write, with
-        # a vaguer message. Root passes os.access, so a file with no write bit at all counts as
-        # read-only too: power_store never migrates or writes a file its owner locked.
-        if not os.access(resolved, os.W_OK) or not resolved.stat().st_mode & 0o222:
-            raise StoreOpenError(str(resolved), "the file is read-only") from None
-    except OSError as exc:
-        raise StoreOpenError(str(resolved), exc.strerror or str(exc)) from exc
-    return str(resolved)
 
 
 class AsyncSessionStore:
@@ -191,7 +123,7 @@ class AsyncSessionStore:
 
     @classmethod
     async def _open(cls, path: str | os.PathLike[str], options: StoreOptions) -> AsyncSessionStore:
-        resolved = _resolve_path(path)
+        resolved = resolve_path(path)
         busy_ms = int(options.busy_timeout * 1000)
         try:
             writer_conn = await _connection.connect(resolved)
