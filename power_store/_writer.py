@@ -151,9 +151,9 @@ class Writer:
 
     async def _commit(self, batch: list[WriteOp]) -> None:
         loop = asyncio.get_running_loop()
-        # Resolved by _deliver in the same loop callback as the batch's callers: one wake-up
-        # of the loop per batch, and the callers' next writes are queued before this task
-        # takes the next batch.
+        # Resolved with the batch's last acknowledged caller, not by a future of aiosqlite's:
+        # one wake-up of the loop per batch, and the callers' next writes are queued before
+        # this task takes the next batch.
         done: asyncio.Future[None] = loop.create_future()
         restart = self._checkpointer is not None and self._checkpointer.take_restart()
         _connection.post(self._conn, self._run_and_deliver, loop, batch, restart, done)
@@ -179,7 +179,7 @@ class Writer:
         done: asyncio.Future[None],
     ) -> None:
         """On the connection thread: commit the batch, then hand the outcomes straight to the
-        loop, where one callback resolves the callers and the writer task alike."""
+        loop, where :meth:`_deliver` acknowledges the callers and then resumes the writer."""
         started = time.perf_counter()
         try:
             outcomes = run_batch(conn, batch, self._max_spawn_depth, self._known_seqs)
