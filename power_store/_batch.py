@@ -37,6 +37,7 @@ _PREFETCH_SQL = {
 }
 
 _UPDATE_NEXT_SEQ = "UPDATE session_state SET next_seq = ? WHERE session_id = ?"
+_UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
 #: Sessions whose next_seq is remembered between batches; past this the memory starts over.
 _KNOWN_SEQS_LIMIT = 4096
 
@@ -60,9 +61,6 @@ class KnownSeqs:
         if version != self.data_version or len(self.seqs) > _KNOWN_SEQS_LIMIT:
             self.seqs.clear()
             self.data_version = version
-
-
-_UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
 
 
 class Batch:
