@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import sqlite3
+import threading
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from power_store import (
     SessionStore,
     StoreClosed,
     StoreStats,
+    _sink,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -120,3 +124,33 @@ async def test_sinks_refuse_writes_after_close() -> None:
     sync.close()
     with pytest.raises(StoreClosed):
         blocking.append_message(role="user")
+
+
+async def test_a_full_blocking_sink_inbox_blocks_its_caller_until_there_is_room(
+    file_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Plain blocking code inside an async test: the facade runs on its own loop thread.
+    monkeypatch.setattr(_sink, "INBOX", 2)
+    with SessionStore.open(file_path, max_queue=1, busy_timeout=30) as store:
+        sid = store.create_session()
+        sink = store.sink(sid)
+        # Another connection holds the write lock: the store's writer waits on it, its queue
+        # (one op) fills, the forwarder waits for room, and the sink's inbox (two ops) fills.
+        with contextlib.closing(sqlite3.connect(file_path, isolation_level=None)) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            submitted: list[concurrent.futures.Future[int]] = []
+
+            def produce() -> None:
+                for i in range(8):
+                    submitted.append(sink.append_message(role="user", content=str(i)))
+
+            producer = threading.Thread(target=produce)
+            producer.start()
+            producer.join(timeout=0.5)
+            assert producer.is_alive(), "eight writes went through a two-op inbox"
+            assert len(submitted) < 8
+            blocker.execute("COMMIT")
+        producer.join(timeout=30)
+        assert not producer.is_alive()
+        sink.flush()
+        assert [f.result() for f in submitted] == list(range(1, 9))
