@@ -8,7 +8,7 @@ import functools
 import os
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -712,17 +712,23 @@ class AsyncSessionStore:
         return ListPager(fetch)
 
     async def import_session(
-        self, lines: Iterable[str], *, on_conflict: Literal["error", "replace"] = "error"
+        self,
+        lines: Iterable[str] | AsyncIterable[str],
+        *,
+        on_conflict: Literal["error", "replace"] = "error",
     ) -> list[str]:
         """Recreate the sessions of an :meth:`export_session` export, exactly and atomically;
         return their ids. With ``on_conflict="replace"`` sessions that exist already are
-        replaced (their rows only); with ``"error"`` nothing is written.
+        replaced (their rows only); with ``"error"`` nothing is written. *lines* may be an
+        async iterable, such as another store's ``export_session()``.
 
         :raises InvalidArgument: the lines are not a valid export.
         :raises SessionExists: a session exists and *on_conflict* is ``"error"``.
         """
         if on_conflict not in _export.CONFLICT_POLICIES:
             raise InvalidArgument(f"on_conflict must be 'error' or 'replace', got {on_conflict!r}")
+        if isinstance(lines, AsyncIterable):
+            lines = [line async for line in lines]
         ids, rows = _export.parse_lines(lines)
         imported: list[str] = await self._write(_export.ImportSessions(ids, rows, on_conflict))
         return imported

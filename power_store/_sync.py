@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -31,14 +31,27 @@ def _delegate(
 ) -> Callable[Concatenate[SessionStore, P], T]:
     """Make the blocking twin of an AsyncSessionStore method: same name, arguments and docs."""
 
+    run = cast(Callable[..., Coroutine[Any, Any, T]], method)
+
     @functools.wraps(method)
     def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
         store, loop = self._target()
         # Straight onto the portal's loop: measured ~80 µs cheaper per call than portal.call,
         # which also starts a task group and cancel scope for every call.
-        return on_loop(loop, method(store, *args, **kwargs), store.path)
+        coro = run(store, *map(_read_here, args), **{k: _read_here(v) for k, v in kwargs.items()})
+        return on_loop(loop, coro, store.path)
 
     return call
+
+
+def _read_here(value: Any) -> Any:
+    """An iterator argument, read to the end in the calling thread.
+
+    The store's loop thread must never run the caller's iterator: one that calls back into
+    this store (``store.import_session(store.export_session(sid))``) would wait for that very
+    thread forever, and a file being read would block every other caller's writes.
+    """
+    return list(value) if isinstance(value, Iterator) else value
 
 
 def _delegate_iter(
