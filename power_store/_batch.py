@@ -37,7 +37,10 @@ _PREFETCH_SQL = {
 }
 
 _UPDATE_NEXT_SEQ = "UPDATE session_state SET next_seq = ? WHERE session_id = ?"
-_UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ? WHERE session_id = ?"
+# A session already stamped with this millisecond is left alone: SQLite would rewrite its row
+# and move its idx_sessions_updated entry anyway, two WAL pages of the ~6 a lone caller's
+# append writes (measured: 4.85 -> 4.3 WAL frames per append, appends ~240 µs apart).
+_UPDATE_TOUCHED = "UPDATE sessions SET updated_at = ?1 WHERE session_id = ?2 AND updated_at <> ?1"
 #: Sessions whose next_seq is remembered between batches; past this the memory starts over.
 _KNOWN_SEQS_LIMIT = 4096
 

@@ -41,32 +41,42 @@ def _check_unicode(value: str, where: str) -> None:
 
 def _check_json_value(value: Any, where: str) -> None:
     # json.dumps would silently turn {1: "a"} into {"1": "a"} and a tuple into a list; a value
-    # that does not come back as it went in is rejected instead.
-    if isinstance(value, str):
+    # that does not come back as it went in is rejected instead. Plain dicts and lists, the
+    # usual containers, are recognised by exact type before any isinstance test.
+    kind = type(value)
+    if kind is dict:
+        _check_json_dict(value, where)
+    elif kind is list:
+        _check_json_list(value, where)
+    elif isinstance(value, str):
         _check_unicode(value, where)
-        return
-    if value is None or isinstance(value, int):  # bool is an int
-        return
-    if isinstance(value, float):
+    elif value is None or isinstance(value, int):  # bool is an int
+        pass
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgument(f"{where}: {value!r} is not a finite number")
-        return
-    if isinstance(value, list):
-        for item in value:
-            # Plain leaves are settled inline: a call per leaf was most of the walk's cost.
-            if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
-                _check_json_value(item, where)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not (type(key) is str and key.isascii()):
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"{where}: key {key!r} is not a string")
-                _check_unicode(key, where)
-            if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
-                _check_json_value(item, where)
-        return
-    raise InvalidArgument(f"{where}: {type(value).__name__} is not JSON-serialisable")
+    elif isinstance(value, dict):
+        _check_json_dict(value, where)
+    elif isinstance(value, list):
+        _check_json_list(value, where)
+    else:
+        raise InvalidArgument(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _check_json_list(value: list[Any], where: str) -> None:
+    for item in value:
+        if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
+            _check_json_value(item, where)
+
+
+def _check_json_dict(value: dict[Any, Any], where: str) -> None:
+    for key, item in value.items():
+        if not (type(key) is str and key.isascii()):
+            if not isinstance(key, str):
+                raise InvalidArgument(f"{where}: key {key!r} is not a string")
+            _check_unicode(key, where)
+        if not (item is None or type(item) is int or (type(item) is str and item.isascii())):
+            _check_json_value(item, where)
 
 
 def _check_json_tree(value: Any, where: str) -> None:
