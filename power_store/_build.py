@@ -53,8 +53,20 @@ def _message_params(
     )
 
 
-def append_message(session_id: Any, **fields: Any) -> AppendMessage:
-    return AppendMessage(check.session_id(session_id), *_message_params(**fields))
+def append_message(
+    session_id: Any,
+    role: Any,
+    content: Any,
+    tool_calls: Any,
+    tool_call_id: Any,
+    name: Any,
+    round_index: Any,
+    meta: Any,
+) -> AppendMessage:
+    # Positional, in the public signature's order: the hottest call of all, and keyword
+    # plumbing through two calls cost more than building the op.
+    params = _message_params(role, content, tool_calls, tool_call_id, name, round_index, meta)
+    return AppendMessage(check.session_id(session_id), *params)
 
 
 def append_messages(session_id: Any, messages: Any) -> AppendMessages:

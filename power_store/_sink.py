@@ -77,10 +77,9 @@ class Sink:
         the future resolves to its seq."""
         return await self._submit(
             _build.append_message(
-                self.session_id, role=role, content=content, tool_calls=tool_calls,
-                tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
+                self.session_id, role, content, tool_calls, tool_call_id, name, round_index, meta
             )
-        )  # fmt: skip
+        )
 
     async def append_messages(self, messages: list[dict[str, Any]]) -> asyncio.Future[list[int]]:
         """Queue several messages written all-or-none; the future resolves to their seqs."""
@@ -198,10 +197,9 @@ class BlockingSink:
     ) -> concurrent.futures.Future[int]:
         return self._submit(
             _build.append_message(
-                self.session_id, role=role, content=content, tool_calls=tool_calls,
-                tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
+                self.session_id, role, content, tool_calls, tool_call_id, name, round_index, meta
             )
-        )  # fmt: skip
+        )
 
     def append_messages(
         self, messages: list[dict[str, Any]]

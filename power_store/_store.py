@@ -328,9 +328,8 @@ class AsyncSessionStore:
         :raises SessionNotFound: unknown session.
         """
         op = _build.append_message(
-            session_id, role=role, content=content, tool_calls=tool_calls,
-            tool_call_id=tool_call_id, name=name, round_index=round_index, meta=meta,
-        )  # fmt: skip
+            session_id, role, content, tool_calls, tool_call_id, name, round_index, meta
+        )
         result: int = await self._write(op)
         return result
 

@@ -138,6 +138,8 @@ def required_text(value: Any, where: str, *, non_empty: bool = False) -> str:
 
 
 def session_id(value: Any, where: str = "session_id") -> str:
+    if type(value) is str and value and value.isascii():
+        return value  # the usual id, settled inline: this runs for every write
     return required_text(value, where, non_empty=True)
 
 
