@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sqlite3
@@ -46,6 +47,16 @@ async def test_create_and_get_session(store: Any) -> None:
     assert (state.next_seq, state.round_index, state.last_compact_seq, state.pending) == (
         1, 0, 0, None,
     )  # fmt: skip
+
+
+async def test_every_write_in_a_later_millisecond_advances_updated_at(store: Any) -> None:
+    sid = await store.create_session()
+    stamps = [(await store.get_session(sid)).updated_at]
+    for _ in range(3):
+        await asyncio.sleep(0.002)  # a later millisecond than the last stamp
+        await store.append_message(sid, role="user", content="x")
+        stamps.append((await store.get_session(sid)).updated_at)
+    assert stamps == sorted(set(stamps)), stamps  # strictly increasing
 
 
 async def test_custom_session_id_and_duplicate(store: Any) -> None:
