@@ -1,5 +1,5 @@
-"""One coroutine streaming messages through a sink, against concurrent appends and against one
-awaited commit per message.
+"""One coroutine streaming messages through a sink, against concurrent appends, against awaited
+``append_messages`` of ten, and against one awaited commit per message.
 
     python benchmarks/sink_bench.py [--messages 50000] [--path /tmp/sink_bench.db]
 
@@ -31,6 +31,13 @@ async def concurrent_appends(store: AsyncSessionStore, sid: str, n: int, callers
             await store.append_message(sid, role="user", content=f"event {i}")
 
     await asyncio.gather(*(caller(n // callers) for _ in range(callers)))
+
+
+async def awaited_tens(store: AsyncSessionStore, sid: str, n: int) -> None:
+    """One coroutine awaiting ``append_messages`` of 10: one op, one commit, per 10 messages."""
+    for start in range(0, n, 10):
+        batch = [{"role": "user", "content": f"event {i}"} for i in range(start, start + 10)]
+        await store.append_messages(sid, batch)
 
 
 async def awaited_one_by_one(store: AsyncSessionStore, sid: str, n: int) -> None:
@@ -70,6 +77,7 @@ def sync_sink(directory: str, n: int) -> float:
             sink.append_message(role="user", content=f"event {i}")
         sink.flush()
         elapsed = time.perf_counter() - started
+        n = len(store.load_all_messages(sid))  # what was actually written
     print(f"{'sync sink (1 thread)':<22} {n:>7} msgs  {elapsed:6.2f} s  {n / elapsed:>9,.0f} msg/s")
     return n / elapsed
 
@@ -82,6 +90,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         sink = await measure(directory, "sink (1 coroutine)", sink_stream, args.messages)
         conc = await measure(directory, "concurrent", concurrent_appends, args.messages)
+        await measure(directory, "append_messages of 10", awaited_tens, args.messages)
         one = await measure(directory, "awaited one by one", awaited_one_by_one, args.one_by_one)
         await asyncio.to_thread(sync_sink, directory, args.messages)
     print(f"sink / concurrent = {sink / conc:.2f}   sink / one-by-one = {sink / one:.1f}")
