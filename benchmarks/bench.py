@@ -305,7 +305,7 @@ def w_floor(b: Bench) -> list[Result]:
                 [(seq + 1, sid) for sid in sids],
                 # A new millisecond per batch, as W1's batches (milliseconds apart) get: the
                 # writer skips a session already stamped with the batch's millisecond.
-                [(ts + seq, sid) for sid in sids],
+                [(ts + seq, sid, ts + seq) for sid in sids],
             )
             for seq in range(1, s.w1_appends + 1)
         ]
