@@ -191,9 +191,13 @@ class Writer:
             )
         except RuntimeError:
             return  # the loop is closed: nobody is left to tell
-        if restart:
+        if restart and self._checkpointer is not None:
             # After the callers are acknowledged; only the next batch waits for it.
             _checkpointer.restart(conn)
+            try:
+                loop.call_soon_threadsafe(self._checkpointer.restarted)
+            except RuntimeError:
+                return  # the loop is closed
 
     def _deliver(
         self,
