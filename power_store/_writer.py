@@ -9,6 +9,7 @@ stop the writer task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -193,11 +194,12 @@ class Writer:
             return  # the loop is closed: nobody is left to tell
         if restart and self._checkpointer is not None:
             # After the callers are acknowledged; only the next batch waits for it.
-            _checkpointer.restart(conn)
             try:
-                loop.call_soon_threadsafe(self._checkpointer.restarted)
-            except RuntimeError:
-                return  # the loop is closed
+                _checkpointer.restart(conn)
+            finally:
+                # Whatever happened, the checkpointer must not wait for it forever.
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(self._checkpointer.restarted)
 
     def _deliver(
         self,
