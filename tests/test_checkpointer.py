@@ -65,6 +65,6 @@ async def test_an_old_snapshot_held_elsewhere_never_stalls_the_writer(file_path:
             assert _log_frames(file_path) > 2 * RESTART_FRAMES
         finally:
             reader.close()
-        # ...and it restarts again once the reader is gone.
+        # ...and it restarts again once the reader is gone (without, it would now hold ~60k).
         await agents(200)
-        assert _log_frames(file_path) < 2 * RESTART_FRAMES
+        assert _log_frames(file_path) < 3 * RESTART_FRAMES
