@@ -284,8 +284,8 @@ def w_floor(b: Bench) -> list[Result]:
     64 one-write callers can reach on this machine.
     """
     s = b.sizes
-    ops = importlib.import_module("power_store._ops")
-    batch = importlib.import_module("power_store._batch")
+    ops = importlib.import_module("power_store.sqlite._apply")
+    batch = importlib.import_module("power_store.sqlite._batch")
 
     async def make_sessions(path: str) -> list[str]:
         store = await open_store(b.ps, path)  # type: ignore[arg-type]

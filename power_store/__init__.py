@@ -1,10 +1,9 @@
-"""power_store — an async-native SQLite session store for LLM agents.
+"""power_store — an async-native session store for LLM agents, on SQLite or PostgreSQL.
 
 ``AsyncSessionStore`` for asyncio code, ``SessionStore`` (a thin blocking facade over it) for
 scripts. Same method names and arguments as power-loop 0.2.0's ``SessionStore``.
 """
 
-from ._connection import check_aiosqlite as _check_aiosqlite
 from ._errors import (
     DatabaseError,
     FacadeMisuse,
@@ -20,7 +19,6 @@ from ._errors import (
     StoreClosed,
     StoreOpenError,
 )
-from ._fork import Lineage
 from ._iterators import PagedIterator
 from ._listing import SessionPage
 from ._maintenance import CheckpointResult, PruneResult
@@ -28,6 +26,7 @@ from ._models import (
     DEFAULT_DB_PATH,
     MAX_SPAWN_DEPTH,
     CompactionRow,
+    Lineage,
     MessageRow,
     MessageState,
     SessionKind,
@@ -43,6 +42,7 @@ from ._store import AsyncSessionStore
 from ._sync import SessionStore
 from ._usage import ModelUsage, UsageTotals
 from ._watch import Watch
+from .sqlite._connection import check_aiosqlite as _check_aiosqlite
 
 _check_aiosqlite()
 

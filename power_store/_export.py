@@ -12,17 +12,13 @@ Reading format version 1 only; a newer version is refused rather than half-under
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any
 
 from . import _validate as check
-from ._batch import Batch
-from ._errors import InvalidArgument, SessionExists, SessionNotFound
+from ._errors import InvalidArgument
 from ._models import MessageState, SessionKind, SessionStatus, SubagentLifecycle
-from ._ops import WriteOp
-from ._snapshot import snapshot
 
 FORMAT = "power_store.sessions"
 FORMAT_VERSION = 1
@@ -30,8 +26,9 @@ CONFLICT_POLICIES = ("error", "replace")
 
 _S, _S0, _I, _I0 = "str", "str|None", "int", "int|None"
 
-# (record type, table, [(column, kind)], ORDER BY). The only identifiers that reach SQL.
-_TABLES: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
+# (record type, table, [(column, kind)], ORDER BY). The only identifiers that reach SQL, in
+# both backends: a line is read and written by these names, never by its own keys.
+TABLES: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
     ("session", "sessions", (
         ("session_id", _S), ("created_at", _I), ("updated_at", _I), ("system_prompt", _S0),
         ("model", _S0), ("config_json", _S0), ("status", _S), ("kind", _S),
@@ -57,7 +54,11 @@ _TABLES: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
         ("pending_json", _S0),
     ), ""),
 )  # fmt: skip
-_BY_TYPE = {t[0]: t for t in _TABLES}
+_BY_TYPE = {t[0]: t for t in TABLES}
+#: table -> its column names, in export (and INSERT) order.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {t[1]: tuple(c for c, _ in t[2]) for t in TABLES}
+#: Every table holding a session's rows; deleting a session deletes its rows in all of them.
+CHILD_TABLES = ("messages", "compactions", "usage_rounds", "session_state", "sessions")
 _ENUMS: dict[str, type[Enum]] = {
     "status": SessionStatus,
     "kind": SessionKind,
@@ -71,45 +72,21 @@ def _encode(record: dict[str, Any]) -> str:
     return check.encode(record) + "\n"
 
 
-def export_lines(conn: sqlite3.Connection, session_id: str, include_subagents: bool) -> list[str]:
-    """Every line of an export, read in one snapshot."""
-    with snapshot(conn):
-        if include_subagents:
-            # Parents before children (depth first), then a stable order within a level.
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT s.session_id "
-                    "FROM sessions s JOIN tree ON s.parent_session_id = tree.id) "
-                    "SELECT session_id FROM sessions WHERE session_id IN tree "
-                    "ORDER BY spawn_depth, created_at, session_id",
-                    (session_id,),
-                )
-            ]
-        else:
-            found = conn.execute(
-                "SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            ids = [session_id] if found else []
-        if not ids:
-            raise SessionNotFound(session_id)
-        header = {
+def header_line(session_id: str, sessions: int) -> str:
+    return _encode(
+        {
             "type": "header",
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "session_id": session_id,
-            "sessions": len(ids),
+            "sessions": sessions,
         }
-        lines = [_encode(header)]
-        for kind, table, columns, order in _TABLES:
-            names = [c for c, _ in columns]
-            sql = f"SELECT {', '.join(names)} FROM {table} WHERE session_id = ?"
-            if order:
-                sql += f" ORDER BY {order}"
-            for sid in ids:
-                for row in conn.execute(sql, (sid,)):
-                    lines.append(_encode({"type": kind, **dict(zip(names, row, strict=True))}))
-    return lines
+    )
+
+
+def record_line(kind: str, names: Sequence[str], row: Sequence[Any]) -> str:
+    """One row of *kind* (a record type of :data:`TABLES`) as an export line."""
+    return _encode({"type": kind, **dict(zip(names, row, strict=True))})
 
 
 def _check_value(value: Any, kind: str, where: str) -> None:
@@ -127,7 +104,7 @@ def parse_lines(lines: Iterable[Any]) -> tuple[list[str], dict[str, list[tuple[A
     """Check an export in the caller's coroutine; return the session ids and rows per table."""
     if isinstance(lines, (str, bytes)):
         raise InvalidArgument("lines must be an iterable of lines, not one string")
-    rows: dict[str, list[tuple[Any, ...]]] = {t[1]: [] for t in _TABLES}
+    rows: dict[str, list[tuple[Any, ...]]] = {t[1]: [] for t in TABLES}
     ids: list[str] = []
     header_seen = False
     for number, line in enumerate(lines, 1):
@@ -183,36 +160,3 @@ def parse_lines(lines: Iterable[Any]) -> tuple[list[str], dict[str, list[tuple[A
     if sorted(r[0] for r in rows["session_state"]) != sorted(ids):
         raise InvalidArgument("the export must hold exactly one state line per session")
     return ids, rows
-
-
-class ImportSessions(WriteOp):
-    __slots__ = ("ids", "on_conflict", "rows", "session_id")
-
-    def __init__(
-        self, ids: list[str], rows: dict[str, list[tuple[Any, ...]]], on_conflict: str
-    ) -> None:
-        self.session_id = ids[0]  # the exported root
-        self.ids = ids
-        self.rows = rows
-        self.on_conflict = on_conflict
-
-    def apply(self, batch: Batch) -> list[str]:
-        conn = batch.conn
-        batch.flush()
-        existing = [
-            sid
-            for sid in self.ids
-            if conn.execute("SELECT 1 FROM sessions WHERE session_id = ?", (sid,)).fetchone()
-        ]
-        if existing and self.on_conflict == "error":
-            raise SessionExists(existing[0])
-        # "replace": the imported sessions' rows go, and only theirs; children already in the
-        # store that are not part of the export are left as they are.
-        for _, table, _, _ in _TABLES:
-            conn.executemany(f"DELETE FROM {table} WHERE session_id = ?", [(s,) for s in existing])
-        for _, table, columns, _ in _TABLES:
-            marks = ", ".join("?" * len(columns))
-            names = ", ".join(c for c, _ in columns)
-            conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", self.rows[table])
-        batch.reload(self.ids)
-        return list(self.ids)

@@ -1,8 +1,8 @@
 """Finding sessions: filters, a stable keyset order, and opaque cursors.
 
-Filters are compiled in the caller's coroutine into SQL built only from constants in this
-module plus ``?`` placeholders; every caller value — metadata keys included, as JSON paths — is
-bound as a parameter. The query then runs whole on a reader.
+Filters are checked in the caller's coroutine into a :class:`SessionFilter`; each backend
+compiles it into SQL built only from its own constants plus placeholders, every caller value —
+metadata keys included — bound as a parameter.
 
 Why keyset cursors: an offset shifts when sessions are inserted or deleted in front of it, so a
 page walk would repeat or skip rows. A cursor holds the sort key of the last row returned, and
@@ -18,25 +18,25 @@ import base64
 import json
 import math
 import re
-import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _validate as check
 from ._errors import InvalidArgument
 from ._models import SessionKind, SessionRow, SessionStatus
-from ._queries import SESSION_COLUMNS, session_row
+from ._rows import session_row
 
 Order = Literal["created", "updated"]
 
-#: The only column names that reach SQL text from an argument, chosen by whitelist.
-_ORDER_COLUMNS: dict[str, str] = {"created": "created_at", "updated": "updated_at"}
+#: The orders a walk may take; each backend maps them to its own columns by whitelist.
+ORDERS = ("created", "updated")
 _CURSOR_VERSION = 1
 MAX_LIMIT = 10_000
 
-# A top-level metadata key. Quoted into a JSON path ($."key") that is bound as a parameter; the
-# pattern only keeps out what would change the path's meaning (dots, brackets, quotes).
-_METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+#: A top-level metadata key. Backends bind it as a parameter (SQLite inside a JSON path); the
+#: pattern keeps out what would change a path's meaning (dots, brackets, quotes).
+METADATA_KEY = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -49,44 +49,48 @@ class SessionPage:
 
 
 @dataclass(frozen=True)
-class SessionQuery:
-    """A checked filter: a WHERE clause made of constants, and its parameters."""
+class SessionFilter:
+    """The checked filters of list_sessions / count_sessions; each backend compiles them.
 
-    where: str
-    params: tuple[Any, ...]
+    Every value is already validated: enums as their stored text, ids checked, metadata keys
+    matched against :data:`METADATA_KEY`, times as integers.
+    """
+
+    status: str | None = None
+    kind: str | None = None
+    parent_session_id: str | None = None
+    roots_only: bool = False
+    forked_from: str | None = None
+    #: (key, value) pairs matched by equality on top-level metadata keys.
+    metadata: tuple[tuple[str, str | int | float | bool | None], ...] = ()
+    created_after: int | None = None
+    created_before: int | None = None
+    updated_after: int | None = None
+    updated_before: int | None = None
 
 
-def _metadata_clause(key: Any, value: Any) -> tuple[str, list[Any]]:
-    if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+def _metadata_pair(key: Any, value: Any) -> tuple[str, str | int | float | bool | None]:
+    if not isinstance(key, str) or not METADATA_KEY.fullmatch(key):
         raise InvalidArgument(
             f"metadata key {key!r} must be 1-128 letters, digits, '_' or '-' (top-level keys only)"
         )
-    path = f'$."{key}"'
-    # json_type tells JSON true from 1 and null from a missing key, which json_extract cannot.
-    if value is None:
-        return "json_type(metadata_json, ?) = 'null'", [path]
-    if isinstance(value, bool):
-        return "json_type(metadata_json, ?) = ?", [path, "true" if value else "false"]
+    if value is None or isinstance(value, (bool, str)):
+        return key, value
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise InvalidArgument(f"metadata[{key!r}]: {value!r} is not a finite number")
-        return (
-            "json_type(metadata_json, ?) IN ('integer', 'real') "
-            "AND json_extract(metadata_json, ?) = ?",
-            [path, path, value],
-        )
-    if isinstance(value, str):
-        return (
-            "json_type(metadata_json, ?) = 'text' AND json_extract(metadata_json, ?) = ?",
-            [path, path, value],
-        )
+        return key, value
     raise InvalidArgument(
         f"metadata[{key!r}]: only str, int, float, bool or None can be matched, "
         f"not {type(value).__name__}"
     )
 
 
-def build_query(
+def _optional_time(value: Any, name: str) -> int | None:
+    return None if value is None else check.integer(value, name)
+
+
+def build_filter(
     *,
     status: Any = None,
     kind: Any = None,
@@ -98,52 +102,36 @@ def build_query(
     created_before: Any = None,
     updated_after: Any = None,
     updated_before: Any = None,
-) -> SessionQuery:
-    """Check the filters of list_sessions / count_sessions and compile them."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        clauses.append("status = ?")
-        params.append(check.enum_value(SessionStatus, status, "status").value)
-    if kind is not None:
-        clauses.append("kind = ?")
-        params.append(check.enum_value(SessionKind, kind, "kind").value)
+) -> SessionFilter:
+    """Check the filters of list_sessions / count_sessions."""
     if not isinstance(roots_only, bool):
         raise InvalidArgument(f"roots_only must be a bool, got {roots_only!r}")
-    if roots_only:
-        if parent_session_id is not None:
-            raise InvalidArgument("roots_only and parent_session_id exclude each other")
-        # The unary + keeps the planner off idx_sessions_parent: most sessions are roots, and
-        # walking the order index beats sorting all of them.
-        clauses.append("+parent_session_id IS NULL")
-    elif parent_session_id is not None:
-        clauses.append("parent_session_id = ?")
-        params.append(check.session_id(parent_session_id, "parent_session_id"))
-    if forked_from is not None:
-        clauses.append("forked_from = ?")
-        params.append(check.session_id(forked_from, "forked_from"))
+    if roots_only and parent_session_id is not None:
+        raise InvalidArgument("roots_only and parent_session_id exclude each other")
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InvalidArgument(f"metadata must be a dict, not {type(metadata).__name__}")
-        for key, value in metadata.items():
-            clause, values = _metadata_clause(key, value)
-            clauses.append(clause)
-            params.extend(values)
-    # Ranges are [after, before): inclusive start, exclusive end, in epoch milliseconds.
-    for column, op, value, name in (
-        ("created_at", ">=", created_after, "created_after"),
-        ("created_at", "<", created_before, "created_before"),
-        ("updated_at", ">=", updated_after, "updated_after"),
-        ("updated_at", "<", updated_before, "updated_before"),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} ?")
-            params.append(check.integer(value, name))
-    return SessionQuery(" AND ".join(clauses) or "1", tuple(params))
+        pairs = [_metadata_pair(key, value) for key, value in metadata.items()]
+    return SessionFilter(
+        status=None if status is None else check.enum_value(SessionStatus, status, "status").value,
+        kind=None if kind is None else check.enum_value(SessionKind, kind, "kind").value,
+        parent_session_id=(
+            None if parent_session_id is None
+            else check.session_id(parent_session_id, "parent_session_id")
+        ),
+        roots_only=roots_only,
+        forked_from=None if forked_from is None else check.session_id(forked_from, "forked_from"),
+        metadata=tuple(pairs),
+        created_after=_optional_time(created_after, "created_after"),
+        created_before=_optional_time(created_before, "created_before"),
+        updated_after=_optional_time(updated_after, "updated_after"),
+        updated_before=_optional_time(updated_before, "updated_before"),
+    )  # fmt: skip
 
 
 def check_order(order_by: Any, descending: Any) -> tuple[str, bool]:
-    if order_by not in _ORDER_COLUMNS:
+    if order_by not in ORDERS:
         raise InvalidArgument(f"order_by must be 'created' or 'updated', got {order_by!r}")
     if not isinstance(descending, bool):
         raise InvalidArgument(f"descending must be a bool, got {descending!r}")
@@ -178,37 +166,14 @@ def decode_cursor(cursor: Any, order_by: str, descending: bool) -> tuple[int, st
     return key, sid
 
 
-def list_sessions(
-    conn: sqlite3.Connection,
-    query: SessionQuery,
-    order_by: str,
-    descending: bool,
-    after: tuple[int, str] | None,
-    limit: int,
+def page_of(
+    rows: Sequence[Sequence[Any]], limit: int, order_by: str, descending: bool
 ) -> SessionPage:
-    column = _ORDER_COLUMNS[order_by]
-    direction = "DESC" if descending else "ASC"
-    where, params = query.where, list(query.params)
-    if after is not None:
-        # A row-value comparison on the whole key, served by the (column, session_id) index.
-        where += f" AND ({column}, session_id) {'<' if descending else '>'} (?, ?)"
-        params.extend(after)
-    rows = conn.execute(
-        f"SELECT {SESSION_COLUMNS}, {column} FROM sessions WHERE {where} "
-        f"ORDER BY {column} {direction}, session_id {direction} LIMIT ?",
-        (*params, limit + 1),
-    ).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    """The page made of up to ``limit + 1`` rows (session columns, then the order key): the
+    extra row only tells that another page follows."""
+    page = rows[:limit]
     next_cursor = None
-    if more:
-        last = rows[-1]
+    if len(rows) > limit:
+        last = page[-1]
         next_cursor = encode_cursor(order_by, descending, last[-1], last[0])
-    return SessionPage([session_row(r) for r in rows], next_cursor)
-
-
-def count_sessions(conn: sqlite3.Connection, query: SessionQuery) -> int:
-    count: int = conn.execute(
-        f"SELECT COUNT(*) FROM sessions WHERE {query.where}", query.params
-    ).fetchone()[0]
-    return count
+    return SessionPage([session_row(r) for r in page], next_cursor)

@@ -92,3 +92,14 @@ class CompactionRow:
     after_tokens: int | None
     round_index: int | None
     created_at: int
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a session came from. Both fields are ``None`` for a session that is not a fork."""
+
+    session_id: str
+    #: The session it was forked from (which may since have been deleted).
+    forked_from: str | None
+    #: The last seq of the source's history the fork copied.
+    forked_at_seq: int | None

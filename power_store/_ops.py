@@ -1,31 +1,24 @@
-"""Write ops: one small class per public write, built (and its JSON encoded) in the caller's
-coroutine, applied by :mod:`._batch` on the writer thread.
+"""Write ops: one small data class per public write, built (and its JSON encoded) in the
+caller's coroutine, queued to the writer, and applied by the backend's batch code
+(``sqlite/_apply.py``, ``postgres/_batch.py``) — this module knows no SQL.
 
-Contract with the batch: ``apply`` raises :class:`InvalidArgument` only *before* it has written
-or buffered anything, so a rejected op needs no rollback.
+Contract with the backends: an op is checked and encoded before it is queued, so a backend
+only meets errors that depend on the database (unknown session, bad range, an id taken).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
-from ._batch import Batch
-from ._errors import InvalidCompactionRange, SessionExists, SessionNotFound, SpawnDepthExceeded
-from ._models import MessageState, SessionKind, SessionStatus, SubagentLifecycle
+from ._models import SessionKind, SubagentLifecycle
 
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (session_id, seq, role, name, content, tool_calls_json, "
-    "tool_call_id, round_index, state, meta_json, created_at, position) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)"
-)
-_SET_ROUND_INDEX = "UPDATE session_state SET round_index = ? WHERE session_id = ?"
-_SET_PENDING = "UPDATE session_state SET pending_json = ? WHERE session_id = ?"
-_UPSERT_USAGE = (
-    "INSERT OR REPLACE INTO usage_rounds (session_id, round_index, prompt_tokens, "
-    "completion_tokens, total_tokens, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_CHILD_TABLES = ("messages", "compactions", "usage_rounds", "session_state", "sessions")
+#: The layout of ``AppendMessage.params`` (and, without ``session_id``, of each row of
+#: ``AppendMessages.rows``); ``seq``, ``created_at`` and ``position`` are the backend's.
+MESSAGE_PARAMS = (
+    "session_id", "role", "name", "content", "tool_calls_json", "tool_call_id", "round_index",
+    "meta_json",
+)  # fmt: skip
 
 
 class WriteOp:
@@ -36,9 +29,6 @@ class WriteOp:
     future: asyncio.Future[Any]
     #: The session the op writes to (for create_session: the one it creates).
     session_id: str
-
-    def apply(self, batch: Batch) -> Any:
-        raise NotImplementedError
 
 
 class CreateSession(WriteOp):
@@ -76,54 +66,12 @@ class CreateSession(WriteOp):
         self.lifecycle = lifecycle.value
         self.metadata_json = metadata_json
 
-    def apply(self, batch: Batch) -> str:
-        conn = batch.conn
-        depth = 0
-        kind = self.kind_value
-        if self.parent_session_id is not None:
-            r = conn.execute(
-                "SELECT spawn_depth FROM sessions WHERE session_id = ?",
-                (self.parent_session_id,),
-            ).fetchone()
-            if r is None:
-                raise SessionNotFound(self.parent_session_id, "parent session")
-            depth = r[0] + 1
-            if depth > batch.max_spawn_depth:
-                raise SpawnDepthExceeded(self.parent_session_id, depth, batch.max_spawn_depth)
-            kind = SessionKind.SUBAGENT.value
-        exists = conn.execute(
-            "SELECT 1 FROM sessions WHERE session_id = ?", (self.session_id,)
-        ).fetchone()
-        if exists is not None:
-            raise SessionExists(self.session_id)
-        conn.execute(
-            "INSERT INTO sessions (session_id, created_at, updated_at, system_prompt, model, "
-            "config_json, status, kind, parent_session_id, spawn_tool_call_id, spawn_depth, "
-            "lifecycle, metadata_json) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
-            (
-                self.session_id, batch.now, batch.now, self.system_prompt, self.model,
-                self.config_json, kind, self.parent_session_id, self.spawn_tool_call_id,
-                depth, self.lifecycle, self.metadata_json,
-            ),
-        )  # fmt: skip
-        conn.execute("INSERT INTO session_state (session_id) VALUES (?)", (self.session_id,))
-        batch.created(self.session_id)
-        return self.session_id
-
 
 class ArchiveSession(WriteOp):
     __slots__ = ("session_id",)
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
-
-    def apply(self, batch: Batch) -> None:
-        batch.require(self.session_id)
-        batch.conn.execute(
-            "UPDATE sessions SET status = ? WHERE session_id = ?",
-            (SessionStatus.ARCHIVED.value, self.session_id),
-        )
-        batch.touch(self.session_id)
 
 
 class UpdateSessionPrompt(WriteOp):
@@ -133,14 +81,6 @@ class UpdateSessionPrompt(WriteOp):
         self.session_id = session_id
         self.system_prompt = system_prompt
 
-    def apply(self, batch: Batch) -> None:
-        batch.require(self.session_id)
-        batch.conn.execute(
-            "UPDATE sessions SET system_prompt = ? WHERE session_id = ?",
-            (self.system_prompt, self.session_id),
-        )
-        batch.touch(self.session_id)
-
 
 class CloseSession(WriteOp):
     __slots__ = ("cascade", "session_id")
@@ -148,39 +88,6 @@ class CloseSession(WriteOp):
     def __init__(self, session_id: str, cascade: bool) -> None:
         self.session_id = session_id
         self.cascade = cascade
-
-    def apply(self, batch: Batch) -> int:
-        conn = batch.conn
-        batch.flush()
-        if self.cascade:
-            # The session and every descendant reached through non-detached links.
-            doomed = [
-                r[0]
-                for r in conn.execute(
-                    "WITH RECURSIVE doomed(id) AS (SELECT session_id FROM sessions "
-                    "WHERE session_id = ? UNION SELECT s.session_id FROM sessions s "
-                    "JOIN doomed d ON s.parent_session_id = d.id WHERE s.lifecycle != ?) "
-                    "SELECT id FROM doomed",
-                    (self.session_id, SubagentLifecycle.DETACHED.value),
-                )
-            ]
-        else:
-            found = conn.execute(
-                "SELECT 1 FROM sessions WHERE session_id = ?", (self.session_id,)
-            ).fetchone()
-            doomed = [self.session_id] if found else []
-        if not doomed:
-            return 0
-        ids = [(sid,) for sid in doomed]
-        # Survivors (detached children, or every child without cascade) become roots of their
-        # own rather than pointing at a session that no longer exists.
-        conn.executemany(
-            "UPDATE sessions SET parent_session_id = NULL WHERE parent_session_id = ?", ids
-        )
-        for table in _CHILD_TABLES:
-            conn.executemany(f"DELETE FROM {table} WHERE session_id = ?", ids)
-        batch.forget(doomed)
-        return len(doomed)
 
 
 class AppendMessage(WriteOp):
@@ -198,21 +105,11 @@ class AppendMessage(WriteOp):
         meta_json: str | None,
     ) -> None:
         self.session_id = session_id
-        # Stored pre-packed in INSERT order; seq, created_at and position are filled in apply.
+        # Pre-packed once, in the column order of MESSAGE_PARAMS: the hottest op of all.
         self.params = (
             session_id, role, name, content, tool_calls_json, tool_call_id, round_index,
             meta_json,
         )  # fmt: skip
-
-    def apply(self, batch: Batch) -> int:
-        p = self.params
-        sid = self.session_id
-        seq = batch.take_seqs(sid)
-        batch.buffer(
-            _INSERT_MESSAGE, (sid, seq, p[1], p[2], p[3], p[4], p[5], p[6], p[7], batch.now, seq)
-        )
-        batch.touch(sid)
-        return seq
 
 
 class AppendMessages(WriteOp):
@@ -224,17 +121,6 @@ class AppendMessages(WriteOp):
         # Each row is AppendMessage.params without the session id.
         self.session_id = session_id
         self.rows = rows
-
-    def apply(self, batch: Batch) -> list[int]:
-        sid = self.session_id
-        first = batch.take_seqs(sid, len(self.rows))
-        now = batch.now
-        for seq, p in enumerate(self.rows, first):
-            batch.buffer(
-                _INSERT_MESSAGE, (sid, seq, p[0], p[1], p[2], p[3], p[4], p[5], p[6], now, seq)
-            )
-        batch.touch(sid)
-        return list(range(first, first + len(self.rows)))
 
 
 class RecordCompaction(WriteOp):
@@ -269,94 +155,40 @@ class RecordCompaction(WriteOp):
         self.round_index = round_index
         self.note_meta_json = note_meta_json
 
-    def apply(self, batch: Batch) -> tuple[int, int]:
-        conn = batch.conn
-        sid = self.session_id
-        batch.flush()
-        next_seq = batch.peek_next_seq(sid)
-        if self.to_seq >= next_seq:
-            raise InvalidCompactionRange(
-                sid, self.from_seq, self.to_seq, f"the last seq is {next_seq - 1}"
-            )
-        first_position, active = conn.execute(
-            "SELECT MIN(position), COUNT(*) FROM messages "
-            "WHERE session_id = ? AND state = 'active' AND seq BETWEEN ? AND ?",
-            (sid, self.from_seq, self.to_seq),
-        ).fetchone()
-        if not active:
-            raise InvalidCompactionRange(
-                sid, self.from_seq, self.to_seq, "no active message in the range"
-            )
-        compact_seq = (
-            conn.execute(
-                "SELECT last_compact_seq FROM session_state WHERE session_id = ?", (sid,)
-            ).fetchone()[0]
-            + 1
-        )
-        note_seq = batch.take_seqs(sid)
-        conn.execute(
-            "UPDATE messages SET state = ? "
-            "WHERE session_id = ? AND state = 'active' AND seq BETWEEN ? AND ?",
-            (MessageState.COMPACTED_OUT.value, sid, self.from_seq, self.to_seq),
-        )
-        conn.execute(
-            _INSERT_MESSAGE,
-            (
-                sid, note_seq, "system", "compact_note", self.note_content, None, None,
-                self.round_index, self.note_meta_json, batch.now, first_position,
-            ),
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO compactions (session_id, compact_seq, note_seq, from_seq, to_seq, "
-            "before_tokens, after_tokens, round_index, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                sid, compact_seq, note_seq, self.from_seq, self.to_seq, self.before_tokens,
-                self.after_tokens, self.round_index, batch.now,
-            ),
-        )  # fmt: skip
-        conn.execute(
-            "UPDATE session_state SET last_compact_seq = ? WHERE session_id = ?",
-            (compact_seq, sid),
-        )
-        batch.touch(sid)
-        return compact_seq, note_seq
 
-
-class _BufferedUpdate(WriteOp):
-    """A one-statement write to an existing session, merged into the batch's executemany."""
+class _SessionUpdate(WriteOp):
+    """A one-statement write to an existing session; backends merge these set-wise."""
 
     __slots__ = ("params", "session_id")
-    sql: ClassVar[str]
 
     def __init__(self, session_id: str, params: tuple[Any, ...]) -> None:
         self.session_id = session_id
         self.params = params
 
-    def apply(self, batch: Batch) -> None:
-        batch.require(self.session_id)
-        batch.buffer(self.sql, self.params)
 
+class SetRoundIndex(_SessionUpdate):
+    """``params``: (round_index, session_id)."""
 
-class SetRoundIndex(_BufferedUpdate):
     __slots__ = ()
-    sql = _SET_ROUND_INDEX
 
     def __init__(self, session_id: str, round_index: int) -> None:
         super().__init__(session_id, (round_index, session_id))
 
 
-class SetPending(_BufferedUpdate):
+class SetPending(_SessionUpdate):
+    """``params``: (pending_json, session_id)."""
+
     __slots__ = ()
-    sql = _SET_PENDING
 
     def __init__(self, session_id: str, pending_json: str | None) -> None:
         super().__init__(session_id, (pending_json, session_id))
 
 
-class RecordUsage(_BufferedUpdate):
+class RecordUsage(_SessionUpdate):
+    """``params``: (session_id, round_index, prompt_tokens, completion_tokens, total_tokens,
+    model, created_at) — the usage row; an existing row of the round is replaced."""
+
     __slots__ = ()
-    sql = _UPSERT_USAGE
 
     def __init__(
         self,
@@ -373,3 +205,66 @@ class RecordUsage(_BufferedUpdate):
             (session_id, round_index, prompt_tokens, completion_tokens, total_tokens, model,
              created_at),
         )  # fmt: skip
+
+
+class ForkSession(WriteOp):
+    """A new root session holding a copy of *source*'s active history up to *at_seq*.
+
+    What the fork holds, on every backend, and why:
+
+    * the active messages up to and including ``at_seq`` in logical order, with their ``seq``,
+      ``position`` and ``created_at`` unchanged, so a seq means the same message in both;
+    * the compaction audit rows of the notes it copied (compacted-out originals stay behind:
+      they are not part of the active history);
+    * the state those messages imply — ``next_seq`` right after the last seq copied, the
+      highest ``round_index`` among them; ``pending`` tool calls only for a fork of the whole
+      history (``at_seq=None``), since a fork at an earlier point has not made those calls;
+      ``last_compact_seq`` is kept so the fork's own compactions never reuse a copied number;
+    * the source's system prompt, model, config and metadata (metadata may be replaced);
+    * no usage rows: tokens were spent by the source, and summing both must not count them
+      twice.
+
+    Lineage lives in the ``forked_from`` / ``forked_at_seq`` columns, read with
+    :meth:`AsyncSessionStore.get_lineage`, so :class:`SessionRow` keeps exactly the fields of
+    power-loop 0.2.0.
+    """
+
+    __slots__ = ("at_seq", "metadata_json", "session_id", "source")
+
+    def __init__(
+        self, source: str, at_seq: int | None, new_session_id: str, metadata_json: str | None
+    ) -> None:
+        self.source = source
+        self.at_seq = at_seq
+        self.session_id = new_session_id  # the session the op creates
+        self.metadata_json = metadata_json
+
+
+class ImportSessions(WriteOp):
+    """The checked rows of an export (see :mod:`._export`), written whole or not at all."""
+
+    __slots__ = ("ids", "on_conflict", "rows", "session_id")
+
+    def __init__(
+        self, ids: list[str], rows: dict[str, list[tuple[Any, ...]]], on_conflict: str
+    ) -> None:
+        self.session_id = ids[0]  # the exported root
+        self.ids = ids
+        #: table name -> rows, each in the column order of that table in ``_export.TABLES``.
+        self.rows = rows
+        self.on_conflict = on_conflict
+
+
+class Prune(WriteOp):
+    """Delete what retention no longer needs, in one transaction."""
+
+    __slots__ = ("archived_before", "compacted_before", "orphaned_subagents", "session_id")
+
+    def __init__(
+        self, archived_before: int | None, orphaned_subagents: bool, compacted_before: int | None
+    ) -> None:
+        # Prune writes no single session; "" is never a session id.
+        self.session_id = ""
+        self.archived_before = archived_before
+        self.orphaned_subagents = orphaned_subagents
+        self.compacted_before = compacted_before

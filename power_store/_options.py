@@ -1,37 +1,62 @@
-"""What :meth:`AsyncSessionStore.open` accepts: its tuning options, checked, and the path,
-resolved to a file that exists with owner-only permissions (or ``":memory:"``)."""
+"""What :meth:`AsyncSessionStore.open` accepts: its tuning options, checked."""
 
 from __future__ import annotations
 
-import os
-import stat
-from dataclasses import dataclass
-from pathlib import Path
+import re
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from . import _validate as check
-from ._errors import InvalidArgument, StoreOpenError
+from ._errors import InvalidArgument
 from ._models import MAX_SPAWN_DEPTH
 
-MEMORY = ":memory:"
+#: Options that mean something on one backend only; given for the other, they are refused.
+_ONLY_ON = {
+    "synchronous": "sqlite",
+    "busy_timeout": "sqlite",
+    "schema": "postgres",
+    "connect_timeout": "postgres",
+    "statement_cache_size": "postgres",
+}
+#: A PostgreSQL schema name power_store accepts: it is written into SQL text (quoted), so only
+#: plain lower-case identifiers pass.
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
 class StoreOptions:
-    """Tuning knobs of :meth:`AsyncSessionStore.open`; every one has a sensible default."""
+    """Tuning knobs of :meth:`AsyncSessionStore.open`; every one has a sensible default.
 
+    ``None`` means the backend's default; an option of the other backend must stay ``None``.
+    """
+
+    #: Read connections in the pool (both backends).
     readers: int = 2
-    synchronous: Literal["normal", "full"] = "normal"
     max_spawn_depth: int = MAX_SPAWN_DEPTH
-    busy_timeout: float = 5.0
     max_batch: int = 1000
     max_queue: int = 10_000
-    #: Seconds between ``PRAGMA data_version`` polls while someone watches a file store: how
-    #: soon watch() notices writes made by other processes.
+    #: Seconds between checks for writes made elsewhere while someone watches: SQLite polls
+    #: ``PRAGMA data_version`` this often; PostgreSQL is woken by NOTIFY and polls only as a
+    #: fallback, 20 times less often.
     watch_poll_interval: float = 0.1
+    # ── SQLite only ──
+    #: ``"normal"`` (default: durable across application crashes) or ``"full"`` (fsync per
+    #: commit: durable across power loss too).
+    synchronous: Literal["normal", "full"] | None = None
+    #: Seconds a write waits for another process's write lock (default 5).
+    busy_timeout: float | None = None
+    # ── PostgreSQL only ──
+    #: The PostgreSQL schema holding the store's tables (default ``"power_store"``); created
+    #: if missing. Lower-case letters, digits and ``_``.
+    schema: str | None = None
+    #: Seconds to wait for a connection (default 10).
+    connect_timeout: float | None = None
+    #: asyncpg's prepared-statement cache per connection (default 100); 0 behind pgbouncer in
+    #: transaction mode.
+    statement_cache_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.synchronous not in ("normal", "full"):
+        if self.synchronous not in (None, "normal", "full"):
             raise InvalidArgument(
                 f"synchronous must be 'normal' or 'full', got {self.synchronous!r}"
             )
@@ -42,40 +67,36 @@ class StoreOptions:
             ("max_spawn_depth", 0),
         ):
             check.integer(getattr(self, name), name, minimum=minimum)
-        if not isinstance(self.busy_timeout, (int, float)) or not 0 <= self.busy_timeout < 3600:
+        for name in ("busy_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value < 3600
+            ):
+                raise InvalidArgument(f"{name} must be seconds in [0, 3600), got {value!r}")
+        if self.statement_cache_size is not None:
+            check.integer(self.statement_cache_size, "statement_cache_size")
+        if self.schema is not None and (
+            not isinstance(self.schema, str) or not SCHEMA_NAME.fullmatch(self.schema)
+        ):
             raise InvalidArgument(
-                f"busy_timeout must be seconds in [0, 3600), got {self.busy_timeout!r}"
+                f"schema must be a lower-case identifier ({SCHEMA_NAME.pattern}), "
+                f"got {self.schema!r}"
             )
         interval = self.watch_poll_interval
         if not isinstance(interval, (int, float)) or not 0.001 <= interval <= 60:
             raise InvalidArgument(f"watch_poll_interval must be in [0.001, 60], got {interval!r}")
 
-
-def resolve_path(path: str | os.PathLike[str]) -> str:
-    raw = os.fspath(path)
-    if not isinstance(raw, str) or not raw:
-        raise InvalidArgument(f"path must be a non-empty str or PathLike, got {path!r}")
-    if raw == MEMORY:
-        return raw
-    resolved = Path(raw).expanduser().absolute()
-    if resolved.is_dir():
-        raise StoreOpenError(str(resolved), "it is a directory")
-    try:
-        resolved.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        # mkdir says FileExistsError when a parent is a file: not "the database exists".
-        raise StoreOpenError(str(resolved), f"cannot create its directory: {exc}") from exc
-    try:
-        # Agent transcripts are private: create the file readable by its owner only (SQLite
-        # gives the -wal and -shm files the same mode).
-        fd = os.open(resolved, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
-        os.close(fd)
-    except FileExistsError:
-        # SQLite would open a read-only file read-only and fail later, at the first write, with
-        # a vaguer message. Root passes os.access, so a file with no write bit at all counts as
-        # read-only too: power_store never migrates or writes a file its owner locked.
-        if not os.access(resolved, os.W_OK) or not resolved.stat().st_mode & 0o222:
-            raise StoreOpenError(str(resolved), "the file is read-only") from None
-    except OSError as exc:
-        raise StoreOpenError(str(resolved), exc.strerror or str(exc)) from exc
-    return str(resolved)
+    def check_for(self, backend: str) -> None:
+        """Refuse options that only the other backend understands."""
+        wrong = [
+            f.name
+            for f in fields(self)
+            if _ONLY_ON.get(f.name, backend) != backend and getattr(self, f.name) is not None
+        ]
+        if wrong:
+            raise InvalidArgument(
+                f"option {', '.join(wrong)} only applies to the {_ONLY_ON[wrong[0]]} backend, "
+                f"not to {backend}"
+            )

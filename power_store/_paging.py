@@ -7,72 +7,52 @@ a group is widened to hold the whole group — by at most the group's size on ea
 
 Windows are keyset ranges over the view's order: ``(position, seq)`` for the active history
 (a compaction note stands where its range stood), plain ``seq`` with ``include_compacted``.
+
+The algorithm is written once, free of I/O, as a generator (:func:`window`): it yields what it
+needs read — an :class:`Anchor` or a :class:`Fetch` — and is sent the answer. Each backend
+drives it with its own queries (synchronously on SQLite's connection thread, with ``await`` on
+PostgreSQL), so the two can never disagree about which messages a window holds.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from ._models import MessageRow
-from ._queries import MESSAGE_COLUMNS, fetch_in_one_step, message_row
-from ._snapshot import snapshot
 
 # How many neighbours to fetch at a time while widening; groups are rarely larger.
 _WIDEN_STEP = 16
 
-Keyed = Sequence[Any]  # a message row with its order key (k1, seq) appended
+#: A message row (the columns of ``_rows.MESSAGE_COLUMNS``) with its order key's first part
+#: (``position`` or ``seq``) appended.
+Keyed = Sequence[Any]
+Key = tuple[int, int]
 
 
-class _View:
-    """The SQL pieces of one view (active or all), all constants."""
+@dataclass(frozen=True)
+class Anchor:
+    """Answer with the order key of message *seq* (an unknown seq sorts where that seq number
+    would: ``(seq, seq)``)."""
 
-    def __init__(self, include_compacted: bool) -> None:
-        self.k1 = "seq" if include_compacted else "position"
-        self.state = "" if include_compacted else " AND state = 'active'"
-        self.columns = f"{MESSAGE_COLUMNS}, {self.k1}"
-        self.select = f"SELECT {self.columns} FROM messages WHERE session_id = ?{self.state}"
-
-    def anchor(self, conn: sqlite3.Connection, session_id: str, seq: int) -> tuple[int, int]:
-        """The order key of message *seq*; an unknown seq sorts where that seq number would."""
-        if self.k1 == "seq":
-            return seq, seq
-        r = conn.execute(
-            "SELECT position FROM messages WHERE session_id = ? AND seq = ?", (session_id, seq)
-        ).fetchone()
-        return (seq if r is None or r[0] is None else r[0]), seq
-
-    def fetch(
-        self,
-        conn: sqlite3.Connection,
-        session_id: str,
-        after: tuple[int, int] | None,
-        before: tuple[int, int] | None,
-        limit: int | None,
-        *,
-        backwards: bool = False,
-    ) -> list[Keyed]:
-        sql = self.select
-        params: list[Any] = [session_id]
-        if after is not None:
-            sql += f" AND ({self.k1}, seq) > (?, ?)"
-            params.extend(after)
-        if before is not None:
-            sql += f" AND ({self.k1}, seq) < (?, ?)"
-            params.extend(before)
-        direction = "DESC" if backwards else "ASC"
-        sql += f" ORDER BY {self.k1} {direction}, seq {direction}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        rows = fetch_in_one_step(conn, self.columns, sql, params)
-        if backwards:
-            rows.reverse()
-        return rows
+    seq: int
 
 
-def _key(row: Keyed) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Fetch:
+    """Answer with the view's rows with keys in ``(after, before)``, in order (with
+    *backwards*: the last *limit* of them, still returned in order)."""
+
+    after: Key | None
+    before: Key | None
+    limit: int | None
+    backwards: bool = False
+
+
+Request = Anchor | Fetch
+Window = Generator[Request, Any, list[Keyed]]
+
+
+def _key(row: Keyed) -> Key:
     return row[-1], row[1]
 
 
@@ -84,11 +64,11 @@ def _calls_tools(row: Keyed) -> bool:
     return bool(row[2] == "assistant" and row[5])
 
 
-def _widen(conn: sqlite3.Connection, view: _View, session_id: str, rows: list[Keyed]) -> None:
+def _widen(rows: list[Keyed]) -> Generator[Request, Any, None]:
     # Back: a window starting inside a group's results reaches back to the assistant message
     # that made the calls (if there is one; a tool result with no caller stays as it is).
     while rows and _is_tool(rows[0]):
-        earlier = view.fetch(conn, session_id, None, _key(rows[0]), _WIDEN_STEP, backwards=True)
+        earlier: list[Keyed] = yield Fetch(None, _key(rows[0]), _WIDEN_STEP, backwards=True)
         if not earlier:
             break
         taken = 0
@@ -106,7 +86,7 @@ def _widen(conn: sqlite3.Connection, view: _View, session_id: str, rows: list[Ke
             break
     # Forward: a window ending on the calls, or among their results, takes the rest of them.
     while rows and (_is_tool(rows[-1]) or _calls_tools(rows[-1])):
-        later = view.fetch(conn, session_id, _key(rows[-1]), None, _WIDEN_STEP)
+        later: list[Keyed] = yield Fetch(_key(rows[-1]), None, _WIDEN_STEP)
         results = []
         for row in later:
             if not _is_tool(row):
@@ -117,23 +97,28 @@ def _widen(conn: sqlite3.Connection, view: _View, session_id: str, rows: list[Ke
             break
 
 
-def load_messages(
-    conn: sqlite3.Connection,
-    session_id: str,
+def window(
     after_seq: int | None,
     before_seq: int | None,
     limit: int | None,
     tail: int | None,
     include_compacted: bool,
-) -> list[MessageRow]:
-    view = _View(include_compacted)
-    with snapshot(conn):
-        after = None if after_seq is None else view.anchor(conn, session_id, after_seq)
-        before = None if before_seq is None else view.anchor(conn, session_id, before_seq)
-        if tail is not None:
-            rows = view.fetch(conn, session_id, after, before, tail, backwards=True)
-        else:
-            rows = view.fetch(conn, session_id, after, before, limit)
-        if limit is not None or tail is not None or after is not None or before is not None:
-            _widen(conn, view, session_id, rows)
-    return [message_row(r) for r in rows]
+) -> Window:
+    """The rows of a :meth:`AsyncSessionStore.load_messages` window (see the module doc)."""
+
+    def anchor(seq: int) -> Generator[Request, Any, Key]:
+        if include_compacted:  # the order key is the seq itself
+            return seq, seq
+        key: Key = yield Anchor(seq)
+        return key
+
+    after = None if after_seq is None else (yield from anchor(after_seq))
+    before = None if before_seq is None else (yield from anchor(before_seq))
+    rows: list[Keyed]
+    if tail is not None:
+        rows = yield Fetch(after, before, tail, backwards=True)
+    else:
+        rows = yield Fetch(after, before, limit)
+    if limit is not None or tail is not None or after is not None or before is not None:
+        yield from _widen(rows)
+    return rows

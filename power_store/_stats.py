@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._readers import ReaderPool
 from ._writer import Writer
 
 
@@ -37,7 +36,7 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def collect(writer: Writer, readers: ReaderPool, watchers: int) -> StoreStats:
+def collect(writer: Writer, reader_waits: int, watchers: int) -> StoreStats:
     latencies = sorted(writer.latencies)
     return StoreStats(
         queued=writer.queued,
@@ -47,6 +46,6 @@ def collect(writer: Writer, readers: ReaderPool, watchers: int) -> StoreStats:
         max_batch_size=writer.max_batch_seen,
         commit_p50_ms=_percentile(latencies, 0.50) * 1000,
         commit_p99_ms=_percentile(latencies, 0.99) * 1000,
-        reader_waits=readers.waits,
+        reader_waits=reader_waits,
         watchers=watchers,
     )

@@ -4,47 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import os
 import secrets
-import sqlite3
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Iterable
-from pathlib import Path
+from collections.abc import AsyncIterable, Awaitable, Generator, Iterable
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import aiosqlite
-
-from . import (
-    _build,
-    _connection,
-    _export,
-    _fork,
-    _listing,
-    _maintenance,
-    _paging,
-    _queries,
-    _schema,
-    _stats,
-    _usage,
-    _watch,
-)
+from . import _build, _export, _listing, _maintenance, _stats
 from . import _validate as check
-from ._checkpointer import Checkpointer
-from ._errors import (
-    InvalidArgument,
-    InvalidCompactionRange,
-    StoreClosed,
-    StoreOpenError,
-    map_error,
-)
-from ._fork import ForkSession, Lineage
+from ._backend import Backend, open_backend
+from ._errors import InvalidArgument, InvalidCompactionRange, StoreClosed
 from ._iterators import ListPager, PagedIterator
 from ._listing import Order, SessionPage
-from ._maintenance import CheckpointResult, Prune, PruneResult
+from ._maintenance import CheckpointResult, PruneResult
 from ._models import (
     DEFAULT_DB_PATH,
     CompactionRow,
+    Lineage,
     MessageRow,
     SessionKind,
     SessionRow,
@@ -56,22 +32,18 @@ from ._ops import (
     ArchiveSession,
     CloseSession,
     CreateSession,
+    ForkSession,
+    ImportSessions,
+    Prune,
     RecordCompaction,
     UpdateSessionPrompt,
     WriteOp,
 )
-from ._options import MEMORY, StoreOptions, resolve_path
-from ._readers import ReaderPool
+from ._options import StoreOptions
 from ._sink import Sink
 from ._stats import StoreStats
 from ._usage import UsageTotals
 from ._watch import Watch, WatchHub
-from ._writer import Writer
-
-T = TypeVar("T")
-
-#: Committed writes between background checkpoint passes.
-CHECKPOINT_EVERY_OPS = 500
 
 
 class _State(enum.Enum):
@@ -83,25 +55,21 @@ class _State(enum.Enum):
 class AsyncSessionStore:
     """The session store for asyncio code. Open it with :meth:`open`."""
 
-    def __init__(
-        self,
-        path: str,
-        options: StoreOptions,
-        writer_conn: aiosqlite.Connection,
-        writer: Writer,
-        readers: ReaderPool,
-        checkpointer: Checkpointer | None,
-    ) -> None:
-        # Use AsyncSessionStore.open(); this only wires parts that are already running.
-        self.path = path
+    def __init__(self, backend: Backend, options: StoreOptions) -> None:
+        # Use AsyncSessionStore.open(); this only wires a backend that is already running.
+        self._backend = backend
+        self._writer = backend.writer
+        #: The file path, ``":memory:"``, or the PostgreSQL DSN without its password.
+        self.path = backend.location
         self.options = options
-        self._writer_conn = writer_conn
-        self._writer = writer
-        self._readers = readers
-        self._checkpointer = checkpointer
         self._state = _State.OPEN
         self._closed: asyncio.Future[None] | None = None
         self._hub: WatchHub | None = None  # created by the first watch()
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._backend.name
 
     # ── lifecycle ─────────────────────────────────────────────────────────
 
@@ -123,64 +91,7 @@ class AsyncSessionStore:
 
     @classmethod
     async def _open(cls, path: str | os.PathLike[str], options: StoreOptions) -> AsyncSessionStore:
-        resolved = resolve_path(path)
-        busy_ms = int(options.busy_timeout * 1000)
-        try:
-            writer_conn = await _connection.connect(resolved)
-        except sqlite3.Error as exc:
-            raise StoreOpenError(resolved, str(exc)) from exc
-        readers: list[aiosqlite.Connection] = []
-        checkpointer: Checkpointer | None = None
-        try:
-            await _connection.run(
-                writer_conn,
-                _prepare,
-                resolved,
-                options.synchronous.upper(),
-                busy_ms,
-            )
-            if resolved == MEMORY:
-                # A private in-memory database has no WAL and no second connection can see
-                # it; reads share the writer's connection (and its thread) instead.
-                pool = ReaderPool([writer_conn], resolved, owned=False)
-            else:
-                uri = Path(resolved).as_uri() + "?mode=ro"
-
-                async def open_reader() -> aiosqlite.Connection:
-                    conn = await _connection.connect(uri, uri=True)
-                    try:
-                        await _connection.run(conn, _schema.configure_reader, busy_ms)
-                    except BaseException:
-                        await conn.close()
-                        raise
-                    return conn
-
-                for _ in range(options.readers):
-                    readers.append(await open_reader())
-                pool = ReaderPool(readers, resolved, owned=True, reopen=open_reader)
-                checkpoint_conn = await _connection.connect(resolved)
-                checkpointer = Checkpointer(checkpoint_conn, every_ops=CHECKPOINT_EVERY_OPS)
-                await _connection.run(checkpoint_conn, _schema.configure_reader, busy_ms)
-        except BaseException as exc:
-            if checkpointer is not None:
-                await checkpointer.close()
-            for conn in [*readers, writer_conn]:
-                await conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreOpenError(resolved, str(exc)) from exc
-            raise
-        writer = Writer(
-            writer_conn,
-            resolved,
-            max_batch=options.max_batch,
-            max_queue=options.max_queue,
-            max_spawn_depth=options.max_spawn_depth,
-            checkpointer=checkpointer,
-        )
-        writer.start()
-        if checkpointer is not None:
-            checkpointer.start()
-        return cls(resolved, options, writer_conn, writer, pool, checkpointer)
+        return cls(await open_backend(path, options), options)
 
     async def close(self) -> None:
         """Let queued writes commit, wait for running reads, then close every connection.
@@ -193,11 +104,7 @@ class AsyncSessionStore:
             try:
                 if self._hub is not None:
                     await self._hub.close()
-                await self._writer.close()
-                if self._checkpointer is not None:
-                    await self._checkpointer.close()
-                await self._readers.close()
-                await self._writer_conn.close()
+                await self._backend.close()
             finally:
                 self._state = _State.CLOSED
                 self._closed.set_result(None)
@@ -230,9 +137,11 @@ class AsyncSessionStore:
         self._require_open()
         return self._writer.submit(op)
 
-    def _read(self, fn: Callable[..., T], *args: Any) -> Coroutine[Any, Any, T]:
+    @property
+    def _reads(self) -> Backend:
+        """The backend, for a read: refused once the store is closing."""
         self._require_open()
-        return self._readers.run(fn, *args)
+        return self._backend
 
     # ── sessions ──────────────────────────────────────────────────────────
 
@@ -277,12 +186,12 @@ class AsyncSessionStore:
         return result
 
     async def get_session(self, session_id: str) -> SessionRow | None:
-        return await self._read(_queries.get_session, check.session_id(session_id))
+        return await self._reads.get_session(check.session_id(session_id))
 
     async def list_children(self, parent_session_id: str) -> list[SessionRow]:
         """Direct children of a session, oldest first."""
-        return await self._read(
-            _queries.list_children, check.session_id(parent_session_id, "parent_session_id")
+        return await self._reads.list_children(
+            check.session_id(parent_session_id, "parent_session_id")
         )
 
     async def archive_session(self, session_id: str) -> None:
@@ -336,15 +245,15 @@ class AsyncSessionStore:
     async def load_active_messages(self, session_id: str) -> list[MessageRow]:
         """The active history in logical order: a compaction note stands where the first
         message it replaced stood."""
-        return await self._read(_queries.load_active_messages, check.session_id(session_id))
+        return await self._reads.load_active_messages(check.session_id(session_id))
 
     async def load_all_messages(self, session_id: str) -> list[MessageRow]:
         """Every message, compacted ones included, in ``seq`` (allocation) order."""
-        return await self._read(_queries.load_all_messages, check.session_id(session_id))
+        return await self._reads.load_all_messages(check.session_id(session_id))
 
     async def get_message(self, session_id: str, seq: int) -> MessageRow | None:
-        return await self._read(
-            _queries.get_message, check.session_id(session_id), check.integer(seq, "seq")
+        return await self._reads.get_message(
+            check.session_id(session_id), check.integer(seq, "seq")
         )
 
     # ── compaction ────────────────────────────────────────────────────────
@@ -397,12 +306,12 @@ class AsyncSessionStore:
         return result
 
     async def list_compactions(self, session_id: str) -> list[CompactionRow]:
-        return await self._read(_queries.list_compactions, check.session_id(session_id))
+        return await self._reads.list_compactions(check.session_id(session_id))
 
     # ── state ─────────────────────────────────────────────────────────────
 
     async def get_state(self, session_id: str) -> SessionStateRow | None:
-        return await self._read(_queries.get_state, check.session_id(session_id))
+        return await self._reads.get_state(check.session_id(session_id))
 
     async def set_round_index(self, session_id: str, round_index: int) -> None:
         """:raises SessionNotFound:"""
@@ -438,14 +347,6 @@ class AsyncSessionStore:
         self._require_open()
         return await self._writer.enqueue(op)
 
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run *fn* on the writer connection between two batches."""
-        self._require_open()
-        try:
-            return await _connection.run(self._writer_conn, fn, *args)
-        except sqlite3.Error as exc:
-            raise map_error(exc) from exc
-
     async def list_sessions(
         self,
         *,
@@ -480,7 +381,7 @@ class AsyncSessionStore:
 
         :raises InvalidArgument: a bad filter, limit, or a cursor from another order.
         """
-        query = _listing.build_query(
+        query = _listing.build_filter(
             status=status, kind=kind, parent_session_id=parent_session_id,
             roots_only=roots_only, forked_from=forked_from, metadata=metadata,
             created_after=created_after, created_before=created_before,
@@ -491,10 +392,7 @@ class AsyncSessionStore:
         if size > _listing.MAX_LIMIT:
             raise InvalidArgument(f"limit must be <= {_listing.MAX_LIMIT}, got {limit}")
         after = None if cursor is None else _listing.decode_cursor(cursor, order, desc)
-        page: SessionPage = await self._read(
-            _listing.list_sessions, query, order, desc, after, size
-        )
-        return page
+        return await self._reads.list_sessions(query, order, desc, after, size)
 
     async def count_sessions(
         self,
@@ -511,14 +409,13 @@ class AsyncSessionStore:
         updated_before: int | None = None,
     ) -> int:
         """How many sessions :meth:`list_sessions` would walk with the same filters."""
-        query = _listing.build_query(
+        query = _listing.build_filter(
             status=status, kind=kind, parent_session_id=parent_session_id,
             roots_only=roots_only, forked_from=forked_from, metadata=metadata,
             created_after=created_after, created_before=created_before,
             updated_after=updated_after, updated_before=updated_before,
         )  # fmt: skip
-        count: int = await self._read(_listing.count_sessions, query)
-        return count
+        return await self._reads.count_sessions(query)
 
     async def load_messages(
         self,
@@ -544,8 +441,7 @@ class AsyncSessionStore:
             raise InvalidArgument("limit and tail exclude each other")
         if not isinstance(include_compacted, bool):
             raise InvalidArgument(f"include_compacted must be a bool, got {include_compacted!r}")
-        rows: list[MessageRow] = await self._read(
-            _paging.load_messages,
+        return await self._reads.load_messages(
             check.session_id(session_id),
             check.optional_integer(after_seq, "after_seq"),
             check.optional_integer(before_seq, "before_seq"),
@@ -553,7 +449,6 @@ class AsyncSessionStore:
             check.optional_integer(tail, "tail", minimum=1),
             include_compacted,
         )
-        return rows
 
     async def append_messages(
         self, session_id: str, messages: Iterable[dict[str, Any]]
@@ -576,10 +471,7 @@ class AsyncSessionStore:
         """
         if not isinstance(include_subagents, bool):
             raise InvalidArgument(f"include_subagents must be a bool, got {include_subagents!r}")
-        totals: UsageTotals = await self._read(
-            _usage.usage_totals, check.session_id(session_id), include_subagents
-        )
-        return totals
+        return await self._reads.usage_totals(check.session_id(session_id), include_subagents)
 
     async def fork_session(
         self,
@@ -615,8 +507,7 @@ class AsyncSessionStore:
     async def get_lineage(self, session_id: str) -> Lineage | None:
         """Where a session was forked from (``None`` fields if it is no fork; ``None`` for an
         unknown session)."""
-        lineage: Lineage | None = await self._read(_fork.get_lineage, check.session_id(session_id))
-        return lineage
+        return await self._reads.get_lineage(check.session_id(session_id))
 
     def watch(self, session_id: str, *, after_seq: int = 0) -> Watch:
         """Every message of the session with a seq above *after_seq*, in seq order, as soon
@@ -632,12 +523,14 @@ class AsyncSessionStore:
         after = check.integer(after_seq, "after_seq")
         self._require_open()
         if self._hub is None:
-            poll = None
-            if self.path != MEMORY:  # no other process can write a private in-memory database
-                poll = functools.partial(self._on_writer, _watch.data_version)
-            self._hub = WatchHub(poll, self.options.watch_poll_interval)
+            self._hub = WatchHub(self._backend.change_feed)
             self._writer.on_commit = self._hub.on_commit
-        return Watch(self._hub, self._read, sid, after)
+        return Watch(self._hub, self._messages_after, sid, after)
+
+    def _messages_after(
+        self, session_id: str, after_seq: int, limit: int
+    ) -> Awaitable[tuple[bool, list[MessageRow]]]:
+        return self._reads.messages_after(session_id, after_seq, limit)
 
     async def prune(
         self,
@@ -674,12 +567,14 @@ class AsyncSessionStore:
             raise InvalidArgument(
                 f"mode must be one of {_maintenance.CHECKPOINT_MODES}, got {mode!r}"
             )
-        return await self._on_writer(_maintenance.checkpoint, mode)
+        self._require_open()
+        return await self._backend.checkpoint(mode)
 
     async def vacuum(self) -> None:
         """Rebuild the database file to give free pages back to the disk. Writes wait while
         it runs (it rewrites the whole file); prefer :meth:`prune` first, then this, off-peak."""
-        await self._on_writer(_maintenance.vacuum)
+        self._require_open()
+        await self._backend.vacuum()
 
     async def backup(self, dest: str | os.PathLike[str]) -> None:
         """Write a consistent copy of the database to the new file *dest* while the store
@@ -690,7 +585,7 @@ class AsyncSessionStore:
         """
         target = _maintenance.create_backup_file(dest)
         try:
-            await self._read(_maintenance.backup, target)
+            await self._reads.backup(target)
         except BaseException:
             os.unlink(target)
             raise
@@ -707,8 +602,8 @@ class AsyncSessionStore:
         sid = check.session_id(session_id)
         if not isinstance(include_subagents, bool):
             raise InvalidArgument(f"include_subagents must be a bool, got {include_subagents!r}")
-        fetch = functools.partial(self._read, _export.export_lines, sid, include_subagents)
-        return ListPager(fetch)
+        # The store is checked when the first page is read, as for every read.
+        return ListPager(lambda: self._reads.export_lines(sid, include_subagents))
 
     async def import_session(
         self,
@@ -729,24 +624,21 @@ class AsyncSessionStore:
         if isinstance(lines, AsyncIterable):
             lines = [line async for line in lines]
         ids, rows = _export.parse_lines(lines)
-        imported: list[str] = await self._write(_export.ImportSessions(ids, rows, on_conflict))
+        imported: list[str] = await self._write(ImportSessions(ids, rows, on_conflict))
         return imported
 
     async def stats(self) -> StoreStats:
         """Counters of the writer, the readers and the watchers, for logs and graphs."""
         return _stats.collect(
-            self._writer, self._readers, 0 if self._hub is None else self._hub.watchers
+            self._writer,
+            self._backend.reader_waits,
+            0 if self._hub is None else self._hub.watchers,
         )
 
     def sink(self, session_id: str) -> Sink:
         """A write handle for one session whose methods return as soon as the write is queued
         (see :class:`Sink`): ``fut = await sink.append_message(...)``; ``await sink.flush()``."""
         return Sink(self, check.session_id(session_id))
-
-
-def _prepare(conn: sqlite3.Connection, path: str, synchronous: str, busy_ms: int) -> None:
-    _schema.configure_writer(conn, synchronous=synchronous, busy_timeout_ms=busy_ms)
-    _schema.migrate(conn, path)
 
 
 class _Opener:

@@ -5,9 +5,9 @@ How a watcher learns that something new may be there:
 * **writes through this store** — the writer calls :meth:`WatchHub.on_commit` after each
   committed batch; it sets the :class:`asyncio.Event` of every watcher waiting on a session the
   batch wrote to. With no watcher waiting that is one dict truth test per batch.
-* **writes by other processes** — while anyone waits, one task per store polls
-  ``PRAGMA data_version`` on the writer connection (it changes only when *another* connection
-  commits) every ``watch_poll_interval`` seconds and wakes every watcher when it moves.
+* **writes by other processes or hosts** — while anyone waits, one task per store runs the
+  backend's change feed (:meth:`Backend.change_feed`): SQLite polls ``PRAGMA data_version``,
+  PostgreSQL listens for the NOTIFY every batch sends. It wakes the watchers concerned.
 
 What a watcher then reads comes from the database, a page at a time, after the last seq it
 handed out. The feed is therefore exactly-once and in order (seqs are allocated inside the
@@ -19,21 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from ._errors import SessionNotFound, StoreClosed
-from ._export import ImportSessions
 from ._iterators import PagedIterator
-from ._maintenance import Prune
 from ._models import MessageRow
-from ._ops import CloseSession, WriteOp
-from ._queries import MESSAGE_COLUMNS, message_row
-from ._snapshot import snapshot
-
-logger = logging.getLogger("power_store")
+from ._ops import CloseSession, ImportSessions, Prune, WriteOp
 
 #: Ops that may delete sessions: after one commits, every watcher checks its session.
 _ENDS_SESSIONS = (CloseSession, Prune, ImportSessions)
@@ -42,14 +34,18 @@ PAGE_SIZE = 500
 
 
 class WatchHub:
-    """The watchers of one store, and its cross-process poller."""
+    """The watchers of one store, and the task following writes made elsewhere."""
 
-    def __init__(self, poll: Callable[[], Awaitable[int]] | None, interval: float) -> None:
+    def __init__(self, feed: Callable[[WatchHub], Coroutine[Any, Any, None] | None]) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
-        self._poll = poll
-        self._interval = interval
+        self._feed = feed
         self._poller: asyncio.Task[None] | None = None
         self.closed = False
+
+    @property
+    def waiting(self) -> bool:
+        """Whether any watcher waits (the change feed runs only while one does)."""
+        return bool(self._waiting)
 
     @property
     def watchers(self) -> int:
@@ -58,10 +54,12 @@ class WatchHub:
     def register(self, session_id: str) -> asyncio.Event:
         event = asyncio.Event()
         self._waiting.setdefault(session_id, set()).add(event)
-        if self._poll is not None and (self._poller is None or self._poller.done()):
-            self._poller = asyncio.get_running_loop().create_task(
-                self._run_poller(self._poll), name="power_store-watch-poller"
-            )
+        if self._poller is None or self._poller.done():
+            feed = self._feed(self)
+            if feed is not None:
+                self._poller = asyncio.get_running_loop().create_task(
+                    feed, name="power_store-watch-feed"
+                )
         return event
 
     def unregister(self, session_id: str, event: asyncio.Event) -> None:
@@ -71,9 +69,15 @@ class WatchHub:
             if not events:
                 del self._waiting[session_id]
 
-    def _wake_all(self) -> None:
+    def wake_all(self) -> None:
         for events in self._waiting.values():
             for event in events:
+                event.set()
+
+    def wake(self, session_ids: Iterable[str]) -> None:
+        waiting = self._waiting
+        for sid in session_ids:
+            for event in waiting.get(sid, ()):
                 event.set()
 
     def on_commit(self, batch: list[WriteOp]) -> None:
@@ -83,56 +87,21 @@ class WatchHub:
             return
         for op in batch:
             if isinstance(op, _ENDS_SESSIONS):
-                self._wake_all()
+                self.wake_all()
                 return
             events = waiting.get(op.session_id)
             if events:
                 for event in events:
                     event.set()
 
-    async def _run_poller(self, poll: Callable[[], Awaitable[int]]) -> None:
-        try:
-            version = await poll()
-            while self._waiting and not self.closed:
-                await asyncio.sleep(self._interval)
-                current = await poll()
-                if current != version:
-                    version = current
-                    self._wake_all()
-        except Exception as exc:
-            # The store closing under us, or its connection failing: watchers still wake on
-            # this store's own commits, and a new watcher starts a new poller.
-            logger.debug("power_store watch poller stopped: %r", exc)
-
     async def close(self) -> None:
         """End every watch: they wake, see the store closing, and stop."""
         self.closed = True
-        self._wake_all()
+        self.wake_all()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-
-
-def data_version(conn: sqlite3.Connection) -> int:
-    version: int = conn.execute("PRAGMA data_version").fetchone()[0]
-    return version
-
-
-def messages_after(
-    conn: sqlite3.Connection, session_id: str, after_seq: int, limit: int
-) -> tuple[bool, list[MessageRow]]:
-    """Whether the session exists, and its messages past *after_seq* in seq order."""
-    with snapshot(conn):
-        exists = conn.execute(
-            "SELECT 1 FROM session_state WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        rows = conn.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (session_id, after_seq, limit),
-        ).fetchall()
-    return exists is not None, [message_row(r) for r in rows]
 
 
 class Watch(PagedIterator[MessageRow]):
@@ -141,13 +110,13 @@ class Watch(PagedIterator[MessageRow]):
     def __init__(
         self,
         hub: WatchHub,
-        read: Callable[..., Awaitable[Any]],
+        fetch: Callable[[str, int, int], Awaitable[tuple[bool, list[MessageRow]]]],
         session_id: str,
         after_seq: int,
     ) -> None:
         super().__init__()
         self._hub = hub
-        self._read = read
+        self._fetch = fetch
         self.session_id = session_id
         #: The seq of the last message handed out.
         self.last_seq = after_seq
@@ -160,10 +129,7 @@ class Watch(PagedIterator[MessageRow]):
             # finds the event, so no wake-up is lost.
             event = self._hub.register(self.session_id)
             try:
-                found: tuple[bool, list[MessageRow]] = await self._read(
-                    messages_after, self.session_id, self.last_seq, PAGE_SIZE
-                )
-                exists, rows = found
+                exists, rows = await self._fetch(self.session_id, self.last_seq, PAGE_SIZE)
                 if not exists:
                     if not self._started:
                         raise SessionNotFound(self.session_id)

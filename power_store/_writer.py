@@ -1,5 +1,9 @@
 """The writer: one task that drains a bounded queue of ops into group-commit batches.
 
+This module is the part every backend shares — the queue, its bound, the batching and the
+acknowledgement of callers. How a batch is committed is the backend's (``sqlite/_writer.py``,
+``postgres/_writer.py``).
+
 Cancellation rule — an op whose caller is cancelled *before the writer takes it into a batch*
 is dropped and never written. Once taken, it is committed (or fails) whole with its batch and
 only its result is thrown away. Either way no write is ever torn, and nothing a caller does can
@@ -9,19 +13,11 @@ stop the writer task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sqlite3
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
-
-from . import _checkpointer, _connection
-from ._batch import KnownSeqs, Outcome, run_batch
-from ._checkpointer import Checkpointer
 from ._errors import StoreClosed
 from ._ops import WriteOp
 from ._slots import Slots
@@ -37,23 +33,17 @@ LATENCY_WINDOW = 1024
 ACK_SLICE = 8
 
 
+#: (error, value) per op, in submission order.
+Outcome = tuple[BaseException | None, Any]
+
+
 class Writer:
-    def __init__(
-        self,
-        conn: aiosqlite.Connection,
-        path: str,
-        *,
-        max_batch: int,
-        max_queue: int,
-        max_spawn_depth: int,
-        checkpointer: Checkpointer | None = None,
-    ) -> None:
-        self._conn = conn
-        self._checkpointer = checkpointer
+    """The queue and the batching, shared by every backend; a backend subclass commits."""
+
+    def __init__(self, path: str, *, max_batch: int, max_queue: int, max_spawn_depth: int) -> None:
         self._path = path
         self._max_batch = max_batch
         self._max_spawn_depth = max_spawn_depth
-        self._known_seqs = KnownSeqs()  # touched only on the connection thread
         # A plain deque plus a slot count for the bound: measured, asyncio.Queue's bookkeeping
         # was a quarter of the event loop's work per write.
         self._pending: deque[WriteOp] = deque()
@@ -151,55 +141,18 @@ class Writer:
                     op.future.set_exception(closed)
 
     async def _commit(self, batch: list[WriteOp]) -> None:
-        loop = asyncio.get_running_loop()
-        # Resolved with the batch's last acknowledged caller, not by a future of aiosqlite's:
-        # one wake-up of the loop per batch, and the callers' next writes are queued before
-        # this task takes the next batch.
-        done: asyncio.Future[None] = loop.create_future()
-        restart = self._checkpointer is not None and self._checkpointer.take_restart()
-        _connection.post(self._conn, self._run_and_deliver, loop, batch, restart, done)
-        try:
-            await done
-        except BaseException as exc:
-            # Only the loop shutting down cancels this task; the batch's outcome is unknown.
-            logger.error("power_store writer lost a batch of %d ops: %r", len(batch), exc)
-            failure = StoreClosed(self._path, "broken")
-            for op in batch:
-                if not op.future.done():
-                    op.future.set_exception(failure)
-            raise
-        if self._checkpointer is not None:
-            self._checkpointer.committed(len(batch))
+        """Apply *batch* in one transaction, then call :meth:`_deliver` with every op's
+        outcome (on the loop); return once :meth:`_deliver` has resolved *done*. Each backend
+        implements this; it must not raise for an op's failure (that is the op's outcome)."""
+        raise NotImplementedError
 
-    def _run_and_deliver(
-        self,
-        conn: sqlite3.Connection,
-        loop: asyncio.AbstractEventLoop,
-        batch: list[WriteOp],
-        restart: bool,
-        done: asyncio.Future[None],
-    ) -> None:
-        """On the connection thread: commit the batch, then hand the outcomes straight to the
-        loop, where :meth:`_deliver` acknowledges the callers and then resumes the writer."""
-        started = time.perf_counter()
-        try:
-            outcomes = run_batch(conn, batch, self._max_spawn_depth, self._known_seqs)
-        except BaseException as exc:  # run_batch handles every error it knows; a bug must
-            outcomes = [(exc, None) for _ in batch]  # still reach the callers, not hang them
-        try:
-            loop.call_soon_threadsafe(
-                self._deliver, batch, outcomes, time.perf_counter() - started, done
-            )
-        except RuntimeError:
-            return  # the loop is closed: nobody is left to tell
-        if restart and self._checkpointer is not None:
-            # After the callers are acknowledged; only the next batch waits for it.
-            try:
-                _checkpointer.restart(conn)
-            finally:
-                # Whatever happened, the checkpointer must not wait for it forever.
-                with contextlib.suppress(RuntimeError):  # the loop is closed
-                    loop.call_soon_threadsafe(self._checkpointer.restarted)
+    def _lost(self, batch: list[WriteOp], exc: BaseException) -> None:
+        """Only the loop shutting down cancels the writer mid-batch: the outcome is unknown."""
+        logger.error("power_store writer lost a batch of %d ops: %r", len(batch), exc)
+        failure = StoreClosed(self._path, "broken")
+        for op in batch:
+            if not op.future.done():
+                op.future.set_exception(failure)
 
     def _deliver(
         self,

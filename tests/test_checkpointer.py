@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from power_store import AsyncSessionStore
-from power_store._checkpointer import RESTART_FRAMES
+from power_store.sqlite._checkpointer import RESTART_FRAMES
 
 
 @pytest.mark.asyncio

@@ -29,7 +29,7 @@ import pytest
 from reference_db import ROOT, write_reference_db
 
 from power_store import AsyncSessionStore
-from power_store._schema import SCHEMA_VERSION
+from power_store.sqlite._schema import SCHEMA_VERSION
 
 CHILD = str(Path(__file__).with_name("crash_child.py"))
 ITERATIONS = int(os.environ.get("POWER_STORE_CRASH_ITERATIONS", "5"))

@@ -29,15 +29,15 @@ from power_store import (
     SessionStore,
     StorageFull,
     StoreOpenError,
-    _connection,
 )
+from power_store.sqlite import _connection
 
 pytestmark = pytest.mark.asyncio
 
 
 async def _on_writer(store: AsyncSessionStore, fn: Callable[[sqlite3.Connection], Any]) -> Any:
     # The store's private hook: run fn on the writer connection's thread, between batches.
-    return await store._on_writer(fn)
+    return await store._backend.on_writer(fn)  # type: ignore[attr-defined]
 
 
 def _set_max_pages(pages: int) -> Callable[[sqlite3.Connection], int]:
@@ -157,7 +157,7 @@ async def test_a_dead_read_connection_is_replaced(file_path: str, how: str) -> N
     async with AsyncSessionStore.open(file_path, readers=2) as store:
         sid = await store.create_session()
         await store.append_message(sid, role="user", content="hello")
-        pool = store._readers
+        pool = store._backend._readers  # type: ignore[attr-defined]
         for conn in list(pool._all):
             if how == "aiosqlite connection closed":
                 await conn.close()
@@ -247,7 +247,7 @@ async def test_unopenable_paths_get_a_clear_error_and_are_left_alone(
 async def test_a_bug_in_the_batch_code_reaches_the_callers_instead_of_hanging_them(
     file_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from power_store import _writer
+    from power_store.sqlite import _writer
 
     real = _writer.run_batch
     async with AsyncSessionStore.open(file_path) as store:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from ._errors import SchemaTooNew
+from .._errors import SchemaTooNew
 
 # The five tables of power-loop 0.2.0, column for column, so its files open unchanged.
 _REFERENCE_TABLES = """

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .._errors import StoreClosed
 from . import _connection
-from ._errors import StoreClosed, map_error
+from ._errors import map_error
 
 T = TypeVar("T")
 

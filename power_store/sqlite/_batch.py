@@ -19,13 +19,13 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidArgument, SessionNotFound, is_busy, is_environmental, map_error
+from .._errors import InvalidArgument, SessionNotFound
+from .._writer import Outcome
+from ._apply import APPLY
+from ._errors import is_busy, is_environmental, map_error
 
 if TYPE_CHECKING:
-    from ._ops import WriteOp
-
-#: (error, value) per op, in submission order.
-Outcome = tuple[BaseException | None, Any]
+    from .._ops import WriteOp
 
 _BUSY_RETRIES = 5
 # Parameters per prefetch query (SQLite's limit is 999 on old builds).
@@ -190,7 +190,7 @@ def _apply_fast(batch: Batch, ops: Sequence[WriteOp]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for op in ops:
         try:
-            outcomes.append((None, op.apply(batch)))
+            outcomes.append((None, APPLY[type(op)](batch, op)))
         except InvalidArgument as exc:
             # Ops raise these before writing or buffering anything: nothing to undo.
             outcomes.append((exc, None))
@@ -204,7 +204,7 @@ def _apply_isolated(batch: Batch, ops: Sequence[WriteOp]) -> list[Outcome]:
     for op in ops:
         conn.execute("SAVEPOINT op")
         try:
-            value = op.apply(batch)
+            value = APPLY[type(op)](batch, op)
             batch.flush()
         except Exception as exc:
             conn.execute("ROLLBACK TO op")

@@ -8,65 +8,18 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ._models import (
-    CompactionRow,
-    MessageRow,
-    MessageState,
-    SessionKind,
-    SessionRow,
-    SessionStateRow,
-    SessionStatus,
-    SubagentLifecycle,
+from .._models import CompactionRow, Lineage, MessageRow, SessionRow, SessionStateRow
+from .._rows import (
+    COMPACTION_COLUMNS,
+    MESSAGE_COLUMNS,
+    SESSION_COLUMNS,
+    STATE_COLUMNS,
+    compaction_row,
+    message_row,
+    session_row,
+    state_row,
 )
-from ._validate import decode
-
-SESSION_COLUMNS = (
-    "session_id, created_at, updated_at, system_prompt, model, config_json, status, kind, "
-    "parent_session_id, spawn_tool_call_id, spawn_depth, lifecycle, metadata_json"
-)
-MESSAGE_COLUMNS = (
-    "session_id, seq, role, name, content, tool_calls_json, tool_call_id, round_index, "
-    "state, meta_json, created_at"
-)
-_COMPACTION_COLUMNS = (
-    "session_id, compact_seq, note_seq, from_seq, to_seq, before_tokens, after_tokens, "
-    "round_index, created_at"
-)
-
-
-# Value -> member maps: a dict lookup per row instead of an Enum call (measured ~1 µs each);
-# a value not in the map (a damaged file) still gets the Enum's own ValueError.
-_STATUS = {m.value: m for m in SessionStatus}
-_KIND = {m.value: m for m in SessionKind}
-_LIFECYCLE = {m.value: m for m in SubagentLifecycle}
-_STATE = {m.value: m for m in MessageState}
-
-
-def _object(text: str | None) -> dict[str, Any]:
-    # Most rows carry the empty object: a fresh dict without a trip through json.
-    return {} if text is None or text == "{}" else decode(text) or {}
-
-
-# Rows are built positionally, in field order (the column lists above follow it): building
-# 200 messages was two thirds of a history load, and keyword arguments and Enum calls were
-# most of that.
-def session_row(r: tuple[Any, ...]) -> SessionRow:
-    return SessionRow(
-        r[0], r[1], r[2], r[3], r[4], _object(r[5]),
-        _STATUS.get(r[6]) or SessionStatus(r[6]),
-        _KIND.get(r[7]) or SessionKind(r[7]),
-        r[8], r[9], r[10],
-        _LIFECYCLE.get(r[11]) or SubagentLifecycle(r[11]),
-        _object(r[12]),
-    )  # fmt: skip
-
-
-def message_row(r: Sequence[Any]) -> MessageRow:
-    return MessageRow(
-        r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6], r[7],
-        _STATE.get(r[8]) or MessageState(r[8]),
-        _object(r[9]), r[10],
-    )  # fmt: skip
+from ._snapshot import snapshot
 
 
 def get_session(conn: sqlite3.Connection, session_id: str) -> SessionRow | None:
@@ -138,24 +91,43 @@ def get_message(conn: sqlite3.Connection, session_id: str, seq: int) -> MessageR
 
 def list_compactions(conn: sqlite3.Connection, session_id: str) -> list[CompactionRow]:
     rows = conn.execute(
-        f"SELECT {_COMPACTION_COLUMNS} FROM compactions WHERE session_id = ? ORDER BY compact_seq",
+        f"SELECT {COMPACTION_COLUMNS} FROM compactions WHERE session_id = ? ORDER BY compact_seq",
         (session_id,),
     ).fetchall()
-    return [CompactionRow(*r) for r in rows]
+    return [compaction_row(r) for r in rows]
 
 
 def get_state(conn: sqlite3.Connection, session_id: str) -> SessionStateRow | None:
     r = conn.execute(
-        "SELECT session_id, next_seq, round_index, last_compact_seq, pending_json "
-        "FROM session_state WHERE session_id = ?",
-        (session_id,),
+        f"SELECT {STATE_COLUMNS} FROM session_state WHERE session_id = ?", (session_id,)
     ).fetchone()
-    if r is None:
-        return None
-    return SessionStateRow(
-        session_id=r[0],
-        next_seq=r[1],
-        round_index=r[2],
-        last_compact_seq=r[3],
-        pending=decode(r[4]),
-    )
+    return None if r is None else state_row(r)
+
+
+def get_lineage(conn: sqlite3.Connection, session_id: str) -> Lineage | None:
+    r = conn.execute(
+        "SELECT forked_from, forked_at_seq FROM sessions WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return None if r is None else Lineage(session_id, r[0], r[1])
+
+
+def messages_after(
+    conn: sqlite3.Connection, session_id: str, after_seq: int, limit: int
+) -> tuple[bool, list[MessageRow]]:
+    """Whether the session exists, and its messages past *after_seq* in seq order."""
+    with snapshot(conn):
+        exists = conn.execute(
+            "SELECT 1 FROM session_state WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        rows = conn.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (session_id, after_seq, limit),
+        ).fetchall()
+    return exists is not None, [message_row(r) for r in rows]
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever *another* connection commits to the file (the watch poller's clue)."""
+    version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+    return version
