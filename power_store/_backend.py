@@ -140,7 +140,16 @@ async def open_backend(target: str | os.PathLike[str], options: StoreOptions) ->
     if not isinstance(raw, str):
         raise InvalidArgument(f"the store must be a path or a DSN string, got {target!r}")
     if is_postgres_target(raw):
-        raise InvalidArgument("this power_store cannot open PostgreSQL stores yet")
+        try:
+            from .postgres._backend import PostgresBackend
+        except ImportError as exc:
+            if exc.name != "asyncpg":
+                raise
+            raise ImportError(
+                "a postgresql:// store needs asyncpg: pip install 'power_store[postgres]'"
+            ) from exc
+        options.check_for("postgres")
+        return await PostgresBackend.open(raw, options)
     from .sqlite._backend import SqliteBackend
 
     if raw.startswith("sqlite:///"):

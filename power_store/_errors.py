@@ -12,6 +12,7 @@
     │   └── InvalidForkPoint                fork at a seq that is not an active message
     ├── StoreClosed (RuntimeError)          the store is closed, closing, or was never opened
     ├── FacadeMisuse (RuntimeError)         sync facade called from its own loop thread / after fork
+    ├── NotSupported                        the call has no meaning on this backend
     ├── StoreOpenError                      the path cannot be opened as a power_store database
     │   └── SchemaTooNew                    written by a newer power_store
     └── DatabaseError                       the database failed while running a write or a read
@@ -83,6 +84,15 @@ class FacadeMisuse(PowerStoreError, RuntimeError):
     """The sync facade was called where it cannot work (its own loop thread, a forked child)."""
 
 
+class NotSupported(PowerStoreError):
+    """The call has no meaning on this store's backend (e.g. ``checkpoint()`` on PostgreSQL,
+    which manages its own write-ahead log)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"not supported on {path!r}: {why}")
+
+
 class StoreOpenError(PowerStoreError):
     def __init__(self, path: str, why: str) -> None:
         self.path = path
@@ -101,11 +111,14 @@ class SchemaTooNew(StoreOpenError):
 
 
 class DatabaseError(PowerStoreError):
-    """The database failed; on SQLite ``sqlite_errorname`` says how (e.g.
-    ``SQLITE_IOERR_WRITE``)."""
+    """The database failed; ``sqlite_errorname`` (SQLite, e.g. ``SQLITE_IOERR_WRITE``) or
+    ``sqlstate`` (PostgreSQL, e.g. ``40P01``) says how."""
 
-    def __init__(self, message: str, sqlite_errorname: str | None = None) -> None:
+    def __init__(
+        self, message: str, sqlite_errorname: str | None = None, *, sqlstate: str | None = None
+    ) -> None:
         self.sqlite_errorname = sqlite_errorname
+        self.sqlstate = sqlstate
         super().__init__(message)
 
 

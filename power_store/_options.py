@@ -77,13 +77,8 @@ class StoreOptions:
                 raise InvalidArgument(f"{name} must be seconds in [0, 3600), got {value!r}")
         if self.statement_cache_size is not None:
             check.integer(self.statement_cache_size, "statement_cache_size")
-        if self.schema is not None and (
-            not isinstance(self.schema, str) or not SCHEMA_NAME.fullmatch(self.schema)
-        ):
-            raise InvalidArgument(
-                f"schema must be a lower-case identifier ({SCHEMA_NAME.pattern}), "
-                f"got {self.schema!r}"
-            )
+        if self.schema is not None:
+            check_schema(self.schema)
         interval = self.watch_poll_interval
         if not isinstance(interval, (int, float)) or not 0.001 <= interval <= 60:
             raise InvalidArgument(f"watch_poll_interval must be in [0.001, 60], got {interval!r}")
@@ -100,3 +95,12 @@ class StoreOptions:
                 f"option {', '.join(wrong)} only applies to the {_ONLY_ON[wrong[0]]} backend, "
                 f"not to {backend}"
             )
+
+
+def check_schema(name: object) -> str:
+    """A PostgreSQL schema name, checked against :data:`SCHEMA_NAME`."""
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"schema must be a lower-case identifier ({SCHEMA_NAME.pattern}), got {name!r}"
+        )
+    return name

@@ -103,7 +103,13 @@ class SessionStore:
 
     @property
     def path(self) -> str:
+        """The file path, ``":memory:"``, or the PostgreSQL DSN without its password."""
         return self._store.path
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._store.backend
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = DEFAULT_DB_PATH, **options: Any) -> SessionStore:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import sqlite3
 from typing import Any
 
 import pytest
+from conftest import sql_rows
 
 from power_store import (
     CompactionRow,
@@ -240,9 +239,8 @@ async def test_state_and_usage(store: Any) -> None:
     await store.record_usage(sid, round_index=1, prompt_tokens=11, completion_tokens=6,
                              total_tokens=17)  # fmt: skip
     if store.path != ":memory:":  # no read API for usage rows in the reference; look directly
-        with contextlib.closing(sqlite3.connect(store.path)) as db:
-            rows = db.execute("SELECT round_index, prompt_tokens, completion_tokens, "
-                              "total_tokens, model FROM usage_rounds").fetchall()  # fmt: skip
+        rows = await sql_rows(store, "SELECT round_index, prompt_tokens, completion_tokens, "
+                                     "total_tokens, model FROM usage_rounds")  # fmt: skip
         assert rows == [(1, 11, 6, 17, None)]
     for call in (
         store.set_round_index("nope", 1),

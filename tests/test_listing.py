@@ -139,8 +139,8 @@ async def test_updated_walk_guarantee(store: Any) -> None:
 
 
 async def test_listing_uses_the_indexes(store: Any) -> None:
-    if store.path == ":memory:":
-        pytest.skip("query plans are checked on a file")
+    if store.path == ":memory:" or store.backend == "postgres":
+        pytest.skip("SQLite's query plans are checked, on a file")
     await store.create_session()
     with contextlib.closing(sqlite3.connect(store.path)) as db:
         for column, index in (("created_at", "idx_sessions_created"),

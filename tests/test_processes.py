@@ -1,5 +1,7 @@
-"""4 processes, 2 stores each, on one file: no "database is locked" reaches a caller, and per
-session the seqs are unique and gapless with each caller's content at the seq it got back.
+"""4 processes, 2 stores each, on one database (a SQLite file, a PostgreSQL schema): no lock
+error (SQLite's "database is locked", PostgreSQL's deadlock or serialization failure) reaches
+a caller, and per session the seqs are unique and gapless with each caller's content at the
+seq it got back.
 
 ``POWER_STORE_PROCESS_WRITES`` sets the appends per store (default 200). Run with ``-s`` to see
 the figures.
@@ -11,11 +13,12 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from conftest import sql_rows
 
 from power_store import AsyncSessionStore
 
@@ -25,17 +28,21 @@ WRITES = int(os.environ.get("POWER_STORE_PROCESS_WRITES", "200"))
 SHARED = ["shared-a", "shared-b"]
 
 
+def query(target: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    return asyncio.run(sql_rows(target, sql, *args))
+
+
 async def _create_shared(path: str) -> None:
     async with AsyncSessionStore.open(path) as store:
         for sid in SHARED:
             await store.create_session(session_id=sid)
 
 
-def test_many_processes_share_one_file_without_errors_or_gaps(file_path: str) -> None:
-    asyncio.run(_create_shared(file_path))
+def test_many_processes_share_one_database_without_errors_or_gaps(target: str) -> None:
+    asyncio.run(_create_shared(target))
     children = [
         subprocess.Popen(
-            [sys.executable, CHILD, file_path, str(i), str(WRITES), *SHARED],
+            [sys.executable, CHILD, target, str(i), str(WRITES), *SHARED],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -71,13 +78,11 @@ def test_many_processes_share_one_file_without_errors_or_gaps(file_path: str) ->
     for sid, seq, content in acked:
         assert seq not in by_session[sid], (sid, seq)  # no seq handed out twice
         by_session[sid][seq] = content
-    with contextlib.closing(sqlite3.connect(file_path)) as db:
-        for sid, expected in by_session.items():
-            stored = dict(db.execute("SELECT seq, content FROM messages WHERE session_id = ?",
-                                     (sid,)).fetchall())  # fmt: skip
-            assert stored == expected  # each caller's content at the seq it got back
-            assert sorted(stored) == list(range(1, len(stored) + 1))  # gapless
-            (next_seq,) = db.execute("SELECT next_seq FROM session_state WHERE session_id = ?",
-                                     (sid,)).fetchone()  # fmt: skip
-            assert next_seq == len(stored) + 1
+    for sid, expected in by_session.items():
+        stored = dict(query(target, "SELECT seq, content FROM messages WHERE session_id = ?", sid))
+        assert stored == expected  # each caller's content at the seq it got back
+        assert sorted(stored) == list(range(1, len(stored) + 1))  # gapless
+        ((next_seq,),) = query(target, "SELECT next_seq FROM session_state WHERE session_id = ?",
+                               sid)  # fmt: skip
+        assert next_seq == len(stored) + 1
     assert set(by_session) == {*SHARED, *(f"p{i}s{k}" for i in range(PROCESSES) for k in (0, 1))}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 
 import pytest
+from conftest import sql_rows
 
 from power_store import AsyncSessionStore, SessionNotFound
 
@@ -78,10 +77,10 @@ async def test_ops_in_one_batch_see_each_other(db_path: str) -> None:
         assert await store.get_session("t") is None
 
 
-async def test_two_stores_on_one_file_lose_nothing(file_path: str) -> None:
+async def test_two_stores_on_one_database_lose_nothing(target: str) -> None:
     async with (
-        AsyncSessionStore.open(file_path) as first,
-        AsyncSessionStore.open(file_path) as second,
+        AsyncSessionStore.open(target) as first,
+        AsyncSessionStore.open(target) as second,
     ):
         sid = await first.create_session()
 
@@ -98,19 +97,18 @@ async def test_two_stores_on_one_file_lose_nothing(file_path: str) -> None:
         assert stored == dict(results)
 
 
-async def test_writes_by_another_connection_between_batches_are_seen(file_path: str) -> None:
+async def test_writes_by_another_connection_between_batches_are_seen(target: str) -> None:
     # The writer remembers each session's next seq between its batches; whatever another
     # connection commits in between must win over that memory.
     async with (
-        AsyncSessionStore.open(file_path) as first,
-        AsyncSessionStore.open(file_path) as second,
+        AsyncSessionStore.open(target) as first,
+        AsyncSessionStore.open(target) as second,
     ):
         sid = await first.create_session()
         for expected in range(1, 7):
             writer = first if expected % 2 else second
             assert await writer.append_message(sid, role="user", content="x") == expected
-        with contextlib.closing(sqlite3.connect(file_path)) as other, other:
-            other.execute("UPDATE session_state SET next_seq = 40 WHERE session_id = ?", (sid,))
+        await sql_rows(target, "UPDATE session_state SET next_seq = 40 WHERE session_id = ?", sid)
         assert await first.append_message(sid, role="user", content="x") == 40
         assert await second.close_session(sid) == 1
         with pytest.raises(SessionNotFound):
@@ -145,8 +143,8 @@ async def test_a_big_batch_is_acknowledged_in_slices_that_let_other_work_run(
         assert "tick" in events[first:last], "the loop ran nothing else while 64 callers resumed"
 
 
-async def test_read_after_write_sees_it(file_path: str) -> None:
-    async with AsyncSessionStore.open(file_path, readers=2) as store:
+async def test_read_after_write_sees_it(target: str) -> None:
+    async with AsyncSessionStore.open(target, readers=2) as store:
         sid = await store.create_session()
         for i in range(50):
             seq = await store.append_message(sid, role="user", content=str(i))
@@ -155,8 +153,8 @@ async def test_read_after_write_sees_it(file_path: str) -> None:
             assert message.content == str(i)
 
 
-async def test_queue_bound_applies_backpressure(file_path: str) -> None:
-    async with AsyncSessionStore.open(file_path, max_queue=4, max_batch=2) as store:
+async def test_queue_bound_applies_backpressure(target: str) -> None:
+    async with AsyncSessionStore.open(target, max_queue=4, max_batch=2) as store:
         sid = await store.create_session()
         seqs = await asyncio.gather(
             *(store.append_message(sid, role="user", content=str(i)) for i in range(300))
