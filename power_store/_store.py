@@ -375,7 +375,9 @@ class AsyncSessionStore:
         Walking pages while sessions are written: with ``order_by="created"`` every session
         that exists when the walk starts and is not deleted during it is returned exactly once,
         however often it is updated; a session created during the walk is returned at most once
-        (ascending walks reach it, descending ones do not). With ``order_by="updated"`` a
+        (ascending walks reach it — unless it was created in the very millisecond of the last
+        session already returned and its id sorts before that one's — descending ones do not).
+        With ``order_by="updated"`` a
         session updated during the walk moves: it may be returned twice (ascending) or missed
         (descending). Only sessions not updated during the walk are guaranteed exactly once.
 

@@ -115,8 +115,16 @@ async def test_created_walk_while_writing_misses_and_repeats_nothing(
     seen = await _walk(store, 6, write_between_pages, descending=descending)
     assert len(seen) == len(set(seen)), "a session was returned twice"
     assert set(initial) <= set(seen), "an existing session was missed"
-    if not descending:  # new sessions sort last: an ascending walk reaches every one of them
-        assert set(created) <= set(seen)
+    if not descending:
+        # New sessions sort last, so an ascending walk reaches every one of them — except one
+        # created in the very millisecond of a page's last session, whose random id may sort
+        # before that session's: the cursor is already past it (documented).
+        stamps = {
+            s.session_id: s.created_at for s in (await store.list_sessions(limit=10_000)).sessions
+        }
+        boundaries = {stamps[sid] for sid in seen[5::6]}
+        missed = set(created) - set(seen)
+        assert all(stamps[sid] in boundaries for sid in missed), "a later session was missed"
     # The same keyset order as one big page.
     everything = await store.list_sessions(limit=10_000, descending=descending)
     assert seen == [s.session_id for s in everything.sessions if s.session_id in set(seen)]

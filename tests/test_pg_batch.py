@@ -8,7 +8,6 @@ the same batches through the SQLite batch too and compares outcomes and every ta
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import pg_dsn
 
 from power_store._errors import (
     DatabaseError,
@@ -51,18 +51,12 @@ from power_store.sqlite import _batch as sqlite_batch
 from power_store.sqlite import _schema as sqlite_schema
 from power_store.sqlite._export import export_lines
 
-DSN = os.environ.get("POWER_STORE_PG_DSN")
-pytestmark = [
-    pytest.mark.skipif(
-        not DSN, reason="POWER_STORE_PG_DSN is not set: the PostgreSQL tests need a server"
-    ),
-    pytest.mark.timeout(120),
-    pytest.mark.asyncio,
-]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio]
 asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed (power_store[postgres])")
 
 from power_store.postgres import _batch as pg_batch  # noqa: E402
 from power_store.postgres import _schema as pg_schema  # noqa: E402
+from power_store.postgres._appends import committed  # noqa: E402
 from power_store.postgres._errors import ConnectionLost  # noqa: E402
 
 MAX_DEPTH = 3
@@ -113,7 +107,7 @@ class PG:
 
 @pytest_asyncio.fixture
 async def pg() -> AsyncIterator[PG]:
-    conn = await asyncpg.connect(DSN)
+    conn = await asyncpg.connect(pg_dsn())
     schema = fresh_schema()
     try:
         await pg_schema.migrate(conn, schema)
@@ -227,7 +221,7 @@ async def test_twenty_connections_migrate_a_fresh_schema_exactly_once(
 
     monkeypatch.setattr(pg_schema, "MIGRATIONS", (counted,))
     schema = fresh_schema()
-    conns = await asyncio.gather(*(asyncpg.connect(DSN) for _ in range(20)))
+    conns = await asyncio.gather(*(asyncpg.connect(pg_dsn()) for _ in range(20)))
     try:
         await asyncio.gather(*(pg_schema.migrate(c, schema) for c in conns))
         assert steps == [1]
@@ -349,7 +343,7 @@ async def test_a_value_postgres_refuses_fails_only_its_op_after_a_savepoint_repl
     assert await pg.fetch(
         "SELECT session_id, next_seq, round_index FROM {s}.session_state ORDER BY 1"
     ) == [("a", 3, 4), ("b", 2, 0)]
-    assert await pg_batch.batch_committed(pg.conn, pg.schema, pg.last_batch_id)
+    assert (await committed(pg.conn, pg.schema, pg.last_batch_id))[0]
 
 
 async def test_buffered_updates_last_one_wins_and_usage_is_an_upsert(pg: PG) -> None:
@@ -539,7 +533,7 @@ async def test_updated_at_is_touched_by_the_same_ops_as_on_sqlite(pg: PG) -> Non
 
 
 async def test_notify_names_the_sessions_a_batch_wrote(pg: PG) -> None:
-    listener = await asyncpg.connect(DSN)
+    listener = await asyncpg.connect(pg_dsn())
     heard: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(pg.channel, lambda *args: heard.put_nowait(args[3]))
     try:
@@ -564,15 +558,15 @@ async def test_notify_names_the_sessions_a_batch_wrote(pg: PG) -> None:
 
 async def test_batch_committed_tells_whether_a_batch_id_committed(pg: PG) -> None:
     await pg.values([create("a")])
-    assert await pg_batch.batch_committed(pg.conn, pg.schema, pg.last_batch_id)
+    assert (await committed(pg.conn, pg.schema, pg.last_batch_id))[0]
     await pg.run([append("nope")])  # every op rejected: the batch still commits its id
-    assert await pg_batch.batch_committed(pg.conn, pg.schema, pg.last_batch_id)
-    assert not await pg_batch.batch_committed(pg.conn, pg.schema, "never-run")
+    assert (await committed(pg.conn, pg.schema, pg.last_batch_id))[0]
+    assert not (await committed(pg.conn, pg.schema, "never-run"))[0]
 
 
 async def test_a_concurrent_create_of_the_same_id_becomes_session_exists(pg: PG) -> None:
     await pg.values([create("a")])
-    other = await asyncpg.connect(DSN)
+    other = await asyncpg.connect(pg_dsn())
     try:
         # Another writer has created "x" but not committed yet: our insert waits for it.
         tx = other.transaction()
@@ -620,14 +614,14 @@ async def test_deadlocks_retry_the_batch_then_fail_every_op_typed(
 
 async def test_a_connection_killed_before_commit_raises_connection_lost(pg: PG) -> None:
     await pg.values([create("a")])
-    victim = await asyncpg.connect(DSN)
+    victim = await asyncpg.connect(pg_dsn())
     try:
         await pg.conn.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
         await asyncio.sleep(0.1)
         with pytest.raises(ConnectionLost) as caught:
             await pg.run([append("a")], conn=victim)
         assert caught.value.outcomes is None
-        assert not await pg_batch.batch_committed(pg.conn, pg.schema, pg.last_batch_id)
+        assert not (await committed(pg.conn, pg.schema, pg.last_batch_id))[0]
     finally:
         await victim.close()
 
@@ -657,13 +651,13 @@ async def test_a_connection_lost_during_commit_hands_back_the_outcomes(pg: PG) -
     assert lost.outcomes is not None
     assert lost.outcomes[0] == (None, 1)
     assert isinstance(lost.outcomes[1][0], SessionNotFound)
-    assert await pg_batch.batch_committed(pg.conn, pg.schema, lost.batch_id)
+    assert (await committed(pg.conn, pg.schema, lost.batch_id))[0]
 
 
 async def test_four_writers_on_the_same_sixteen_sessions(pg: PG) -> None:
     sessions = [f"s{i:02d}" for i in range(16)]
     await pg.values([create(s) for s in sessions])
-    conns = await asyncio.gather(*(asyncpg.connect(DSN) for _ in range(4)))
+    conns = await asyncio.gather(*(asyncpg.connect(pg_dsn()) for _ in range(4)))
     acked: dict[str, list[int]] = {s: [] for s in sessions}
 
     async def writer(conn: Any, seed: int) -> None:

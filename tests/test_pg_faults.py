@@ -91,40 +91,52 @@ async def test_writer_backend_killed_mid_load(pg_target: str) -> None:
 
 
 class _DropAtCommit:
-    """The writer's connection, losing itself at COMMIT: after the commit landed
-    (``committed=True``), or before it was sent."""
+    """The writer's connection, losing itself where a batch commits — at COMMIT, or in the one
+    statement of an appends-only batch — after the commit landed (``committed=True``), or
+    before it was sent."""
 
     def __init__(self, conn: Any, committed: bool) -> None:
         self._conn = conn
         self._committed = committed
-        self.dropped = False
+        self.dropped: str | None = None  # where: "COMMIT" or "appends"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
+    async def _drop(self, where: str, run: Any) -> Any:
+        self.dropped = where
+        if self._committed:
+            await run()
+        self._conn.terminate()  # an open transaction dies with its connection
+        raise asyncpg.ConnectionDoesNotExistError("connection lost while committing (test)")
+
     async def execute(self, sql: str, *args: Any) -> Any:
         if sql == "COMMIT" and not self.dropped:
-            self.dropped = True
-            if self._committed:
-                await self._conn.execute(sql)
-            self._conn.terminate()  # an open transaction dies with its connection
-            raise asyncpg.ConnectionDoesNotExistError("connection lost during COMMIT (test)")
+            return await self._drop("COMMIT", lambda: self._conn.execute(sql))
         return await self._conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        if "row_no" in sql and not self.dropped:  # the appends-only batch statement
+            return await self._drop("appends", lambda: self._conn.fetch(sql, *args))
+        return await self._conn.fetch(sql, *args)
 
 
 @pytest.mark.parametrize("committed", [True, False], ids=["landed", "lost"])
-async def test_connection_lost_during_commit_is_resolved_exactly_once(
-    pg_target: str, committed: bool
+@pytest.mark.parametrize("batch", ["appends", "mixed"])
+async def test_connection_lost_while_committing_is_resolved_exactly_once(
+    pg_target: str, committed: bool, batch: str
 ) -> None:
     async with AsyncSessionStore.open(pg_target) as store:
         sid = await store.create_session()
         writer = store._backend.writer
         proxy = _DropAtCommit(writer._conn, committed)
         writer._conn = proxy
-        seqs = await asyncio.gather(
-            *(store.append_message(sid, role="user", content=f"m{i}") for i in range(20))
-        )
-        assert proxy.dropped
+        writes = [store.append_message(sid, role="user", content=f"m{i}") for i in range(20)]
+        if batch == "mixed":  # not appends only: the general path, with its COMMIT
+            writes.insert(0, store.set_round_index(sid, 3))
+        results = await asyncio.gather(*writes)
+        seqs = results[-20:]
+        assert proxy.dropped == ("COMMIT" if batch == "mixed" else "appends")
         assert sorted(seqs) == list(range(1, 21))  # each caller learned the truth
         assert writer.reconnects == 1
         stored = [m.content for m in await store.load_all_messages(sid)]

@@ -71,11 +71,6 @@ Outcome = tuple[BaseException | None, Any]
 RETRIES = 8
 #: NOTIFY refuses payloads of 8,000 bytes or more; past this a batch wakes every watcher.
 NOTIFY_PAYLOAD_LIMIT = 7900
-#: How long a committed batch id is kept for :func:`batch_committed`, and how often old ones
-#: are deleted (per schema, per process).
-BATCH_ID_RETENTION_MS = 3_600_000
-BATCH_ID_CLEANUP_EVERY_MS = 60_000
-_last_cleanup: dict[str, int] = {}
 
 _LOCK = (
     "SELECT session_id, next_seq FROM {s}.session_state WHERE session_id = ANY($1::text[]) "
@@ -236,9 +231,6 @@ _PRUNE_COMPACTED = """\
 DELETE FROM {s}.messages WHERE state = $1 AND created_at < $2
 AND NOT (role = 'system' AND name IS NOT DISTINCT FROM 'compact_note')"""
 
-_BATCH_COMMITTED = "SELECT EXISTS (SELECT 1 FROM {s}.batches WHERE batch_id = $1)"
-_CLEANUP_BATCHES = "DELETE FROM {s}.batches WHERE committed_at < $1"
-
 
 def _rowcount(status: str) -> int:
     # asyncpg returns the command tag, e.g. "DELETE 3".
@@ -355,10 +347,6 @@ class _Batch:
         """The last flush, the batch id and the notification, in one round trip."""
         args = self._flush_args() or [*_NO_STATE, self.now, [], *[()] * 16]
         await self.conn.execute(self.sql(_FINISH), *args, batch_id, channel, payload)
-        last = _last_cleanup.get(self.schema, 0)
-        if self.now - last >= BATCH_ID_CLEANUP_EVERY_MS:
-            await self.conn.execute(self.sql(_CLEANUP_BATCHES), self.now - BATCH_ID_RETENTION_MS)
-            _last_cleanup[self.schema] = self.now
 
     def reset(self) -> None:
         """Drop caches and buffers after a rollback."""
@@ -716,7 +704,7 @@ async def run_batch(
 ) -> list[Outcome]:
     """Apply *ops* in one transaction on *conn* and report each op's outcome, in order.
 
-    *batch_id* is recorded in the transaction (see :func:`batch_committed`); *channel* is the
+    *batch_id* is recorded in the transaction (see :func:`._appends.committed`); *channel* is the
     NOTIFY channel told which sessions the batch wrote. Failures that belong to the whole batch
     come back as the same kind of typed error for every op. Raises only
     :class:`ConnectionLost` (the caller reconnects; see its ``outcomes``) and cancellation.
@@ -742,11 +730,3 @@ async def run_batch(
             # One error object per caller: a shared one would collect every caller's
             # traceback as each of them re-raises it.
             return [(map_error(exc), None) for _ in ops]
-
-
-async def batch_committed(conn: Any, schema: str, batch_id: str) -> bool:
-    """Whether the batch *batch_id* committed (for a connection lost during its COMMIT).
-
-    Reliable for :data:`BATCH_ID_RETENTION_MS` after the commit."""
-    committed: bool = await conn.fetchval(render(_BATCH_COMMITTED, schema), batch_id)
-    return committed

@@ -49,7 +49,7 @@ class ConnectionLost(DatabaseError):
     ``outcomes`` is ``None`` when it dropped before COMMIT was sent: nothing of the batch
     committed, and it may be run again on a new connection. When it dropped *during* COMMIT the
     outcome is unknown: ``outcomes`` holds what each op would return if the batch committed;
-    ask :func:`power_store.postgres._batch.batch_committed` after reconnecting.
+    ask :func:`power_store.postgres._appends.committed` after reconnecting.
     """
 
     def __init__(

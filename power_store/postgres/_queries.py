@@ -137,10 +137,10 @@ async def messages_after(
 
 # The subtree follows parent links whatever the lifecycle, as on SQLite.
 _SUBTREE = (
-    "WITH RECURSIVE tree(id) AS (SELECT $1::text UNION "
+    'WITH RECURSIVE tree(id) AS (SELECT $1::text COLLATE "C" UNION '
     "SELECT s.session_id FROM {s}.sessions s JOIN tree ON s.parent_session_id = tree.id) "
 )
-_SINGLE = "WITH tree(id) AS (SELECT $1::text) "
+_SINGLE = 'WITH tree(id) AS (SELECT $1::text COLLATE "C") '
 _SUMS = (
     "SELECT model, COALESCE(SUM(prompt_tokens), 0)::bigint, "
     "COALESCE(SUM(completion_tokens), 0)::bigint, COALESCE(SUM(total_tokens), 0)::bigint, "
@@ -175,9 +175,7 @@ async def export_lines(
                 r[0]
                 for r in await conn.fetch(
                     render(
-                        "WITH RECURSIVE tree(id) AS (SELECT $1::text UNION SELECT s.session_id "
-                        "FROM {s}.sessions s JOIN tree ON s.parent_session_id = tree.id) "
-                        "SELECT session_id FROM {s}.sessions "
+                        _SUBTREE + "SELECT session_id FROM {s}.sessions "
                         "WHERE session_id IN (SELECT id FROM tree) "
                         "ORDER BY spawn_depth, created_at, session_id",
                         schema,

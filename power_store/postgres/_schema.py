@@ -22,9 +22,12 @@ from .._errors import InvalidArgument, SchemaTooNew
 SCHEMA_V1 = """\
 -- The PostgreSQL schema of power_store, version 1 (the SQLite schema v2, same tables,
 -- columns and indexes; {s} is the quoted, whitelisted schema name, e.g. "ps_test_1").
--- JSON columns stay TEXT so exports are byte-exact (jsonb reorders keys).
+-- JSON columns stay TEXT so exports are byte-exact (jsonb reorders keys). Ids (and model, by
+-- which usage is grouped) sort in code-point order (COLLATE "C"), as SQLite's BINARY does,
+-- whatever the database's locale: keyset pages, exports and sums come out in the same order on
+-- both backends.
 CREATE TABLE IF NOT EXISTS {s}.sessions (
-    session_id          TEXT PRIMARY KEY,
+    session_id          TEXT COLLATE "C" PRIMARY KEY,
     created_at          BIGINT NOT NULL,
     updated_at          BIGINT NOT NULL,
     system_prompt       TEXT,
@@ -32,19 +35,19 @@ CREATE TABLE IF NOT EXISTS {s}.sessions (
     config_json         TEXT,
     status              TEXT NOT NULL DEFAULT 'active',
     kind                TEXT NOT NULL DEFAULT 'root',
-    parent_session_id   TEXT,
+    parent_session_id   TEXT COLLATE "C",
     spawn_tool_call_id  TEXT,
     spawn_depth         BIGINT NOT NULL DEFAULT 0,
     lifecycle           TEXT NOT NULL DEFAULT 'ephemeral',
     metadata_json       TEXT,
-    forked_from         TEXT,
+    forked_from         TEXT COLLATE "C",
     forked_at_seq       BIGINT
 );
 CREATE INDEX IF NOT EXISTS idx_sessions_parent ON {s}.sessions(parent_session_id);
 CREATE INDEX IF NOT EXISTS idx_sessions_created ON {s}.sessions(created_at, session_id);
 CREATE INDEX IF NOT EXISTS idx_sessions_updated ON {s}.sessions(updated_at, session_id);
 CREATE TABLE IF NOT EXISTS {s}.messages (
-    session_id      TEXT NOT NULL,
+    session_id      TEXT COLLATE "C" NOT NULL,
     seq             BIGINT NOT NULL,
     role            TEXT NOT NULL,
     name            TEXT,
@@ -62,7 +65,7 @@ CREATE INDEX IF NOT EXISTS idx_messages_active ON {s}.messages(session_id, state
 CREATE INDEX IF NOT EXISTS idx_messages_compacted ON {s}.messages(created_at)
     WHERE state = 'compacted_out';
 CREATE TABLE IF NOT EXISTS {s}.compactions (
-    session_id      TEXT NOT NULL,
+    session_id      TEXT COLLATE "C" NOT NULL,
     compact_seq     BIGINT NOT NULL,
     note_seq        BIGINT NOT NULL,
     from_seq        BIGINT NOT NULL,
@@ -74,28 +77,30 @@ CREATE TABLE IF NOT EXISTS {s}.compactions (
     PRIMARY KEY (session_id, compact_seq)
 );
 CREATE TABLE IF NOT EXISTS {s}.usage_rounds (
-    session_id        TEXT NOT NULL,
+    session_id        TEXT COLLATE "C" NOT NULL,
     round_index       BIGINT NOT NULL,
     prompt_tokens     BIGINT,
     completion_tokens BIGINT,
     total_tokens      BIGINT,
-    model             TEXT,
+    model             TEXT COLLATE "C",
     created_at        BIGINT NOT NULL,
     PRIMARY KEY (session_id, round_index)
 );
 CREATE TABLE IF NOT EXISTS {s}.session_state (
-    session_id        TEXT PRIMARY KEY,
+    session_id        TEXT COLLATE "C" PRIMARY KEY,
     next_seq          BIGINT NOT NULL DEFAULT 1,
     round_index       BIGINT NOT NULL DEFAULT 0,
     last_compact_seq  BIGINT NOT NULL DEFAULT 0,
     pending_json      TEXT
 );
 -- One row per committed batch (its id written in the batch's own transaction), so a writer
--- whose connection dropped during COMMIT can learn whether the batch committed. Old rows are
--- deleted by the writer (e.g. older than an hour).
+-- whose connection dropped during COMMIT can learn whether the batch committed; a batch of
+-- appends run as one statement also keeps the seqs it handed out (JSON [[row, seq], ...]).
+-- Old rows are deleted by the writer (older than an hour).
 CREATE TABLE IF NOT EXISTS {s}.batches (
     batch_id      TEXT PRIMARY KEY,
-    committed_at  BIGINT NOT NULL
+    committed_at  BIGINT NOT NULL,
+    outcome       TEXT
 );
 -- The schema version, one row.
 CREATE TABLE IF NOT EXISTS {s}.schema_version (

@@ -3,14 +3,17 @@ connection is replaced when it drops.
 
 What a caller learns when the connection drops under its batch:
 
-* before COMMIT was sent — nothing of the batch committed: it is run again, whole, on a new
-  connection;
-* during COMMIT — the outcome is unknown to the client. The batch wrote its id into
-  ``batches`` in its own transaction, so after reconnecting one lookup tells: committed → the
-  callers get their results; not committed → the batch runs again. Never a duplicate, never a
-  silent loss;
+* before COMMIT was sent — nothing of the batch committed;
+* during COMMIT (or during the one statement of an appends-only batch) — the outcome is
+  unknown to the client.
+
+Either way, every batch wrote its id into ``batches`` in its own transaction, so after
+reconnecting one lookup tells: committed → the callers get their results (known before COMMIT
+was sent, or the seqs the appends statement kept in the row); not committed → the batch runs
+again. Never a duplicate, never a silent loss. And:
+
 * no connection can be had for :data:`RECONNECT_SECONDS` — every op of the batch fails with
-  :class:`DatabaseError` (``outcome_unknown`` when COMMIT had been sent), and the next batch
+  :class:`DatabaseError` (saying "outcome unknown" when it may have committed), and the next batch
   tries again.
 """
 
@@ -26,11 +29,14 @@ from typing import Any
 from .._errors import DatabaseError
 from .._ops import WriteOp
 from .._writer import Outcome, Writer
-from ._batch import batch_committed, run_batch
+from . import _appends
+from ._batch import notify_payload, run_batch
 from ._errors import ConnectionLost, is_connection_lost
 
 logger = logging.getLogger("power_store")
 
+#: How often the writer deletes old rows of ``batches`` (after a batch, between two batches).
+FORGET_EVERY_SECONDS = 60.0
 #: How long a batch keeps trying to reconnect before its callers get an error.
 RECONNECT_SECONDS = 30.0
 #: First pause between connection attempts; it doubles up to :data:`_MAX_PAUSE`.
@@ -61,6 +67,7 @@ class PostgresWriter(Writer):
         self.channel = channel
         #: Connections replaced after they dropped.
         self.reconnects = 0
+        self._forgotten_at = time.monotonic()
 
     @property
     def backend_pid(self) -> int | None:
@@ -78,46 +85,79 @@ class PostgresWriter(Writer):
         except BaseException as exc:
             self._lost(batch, exc)
             raise
+        if time.monotonic() - self._forgotten_at >= FORGET_EVERY_SECONDS:
+            await self._forget_old_batches()
+
+    async def _forget_old_batches(self) -> None:
+        self._forgotten_at = time.monotonic()
+        if self._conn is None:
+            return
+        try:
+            await _appends.forget_old_batches(self._conn, self._schema)
+        except Exception as exc:  # the next batch finds out about the connection
+            logger.warning("power_store could not delete old batch ids: %r", exc)
 
     async def _attempt(self, batch: list[WriteOp]) -> list[Outcome]:
         batch_id = secrets.token_hex(16)
         deadline = time.monotonic() + RECONNECT_SECONDS
-        # What the ops return if a COMMIT whose answer was lost did land.
-        in_doubt: list[Outcome] | None = None
+        # Set when the connection dropped under the batch: it may have committed. With the
+        # outcomes it would have, when they were known before COMMIT was sent.
+        in_doubt = False
+        known: list[Outcome] | None = None
         while True:
             try:
                 conn = await self._connection(deadline)
-                if in_doubt is not None:
-                    if await batch_committed(conn, self._schema, batch_id):
-                        return in_doubt
-                    in_doubt = None  # it did not: run the batch again
-                return await run_batch(
-                    conn,
-                    self._schema,
-                    batch,
-                    max_spawn_depth=self._max_spawn_depth,
-                    batch_id=batch_id,
-                    channel=self.channel,
-                )
+                if in_doubt:
+                    landed, seqs = await _appends.committed(conn, self._schema, batch_id)
+                    if landed:
+                        return _appends.decode_outcome(batch, seqs) if known is None else known
+                    in_doubt, known = False, None  # it did not: run the batch again
+                return await self._apply(conn, batch, batch_id)
             except ConnectionLost as lost:
                 logger.warning("power_store lost its PostgreSQL writer connection: %s", lost)
                 await self._discard()
-                if lost.outcomes is not None:
-                    in_doubt = lost.outcomes
+                in_doubt, known = True, lost.outcomes
             except _Unreachable as exc:
                 why = (
-                    "not written"
-                    if in_doubt is None
-                    else "the outcome is unknown (COMMIT was sent)"
+                    "the outcome is unknown (it may have committed)" if in_doubt else "not written"
                 )
                 return [
                     (DatabaseError(f"PostgreSQL unreachable, {why}: {exc.__cause__}"), None)
                     for _ in batch
                 ]
             except Exception as exc:
-                if not is_connection_lost(exc):  # batch_committed failing otherwise: a bug
+                if not is_connection_lost(exc):  # the lookup failing otherwise: a bug
                     raise
                 await self._discard()
+
+    async def _apply(self, conn: Any, batch: list[WriteOp], batch_id: str) -> list[Outcome]:
+        if _appends.eligible(batch):
+            try:
+                return await _appends.run_appends(
+                    conn,
+                    self._schema,
+                    batch,
+                    now=time.time_ns() // 1_000_000,
+                    batch_id=batch_id,
+                    channel=self.channel,
+                    # Every op counted as written: a wake-up for an unknown session is harmless.
+                    payload=notify_payload(batch, [(None, None)] * len(batch)) or "*",
+                )
+            except Exception as exc:
+                if is_connection_lost(exc) or conn.is_closed():
+                    # Run in its own implicit transaction, the statement may have committed.
+                    raise ConnectionLost(
+                        f"connection lost during batch {batch_id}: {exc}", batch_id=batch_id
+                    ) from exc
+                # It failed whole, so nothing was written: the general path finds the culprit.
+        return await run_batch(
+            conn,
+            self._schema,
+            batch,
+            max_spawn_depth=self._max_spawn_depth,
+            batch_id=batch_id,
+            channel=self.channel,
+        )
 
     async def _connection(self, deadline: float) -> Any:
         """The writer's connection, reconnecting with backoff until *deadline*."""
