@@ -8,7 +8,6 @@ async generators.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
@@ -58,13 +57,36 @@ class ListPager(PagedIterator[T]):
         self._fetch = None
 
 
-def blocking(loop: asyncio.AbstractEventLoop, pager: PagedIterator[T], path: str) -> Iterator[T]:
-    """The sync facade's twin of *pager*: a generator that blocks for each page."""
-    try:
-        while (page := on_loop(loop, pager.next_page(), path)) is not None:
-            yield from page
-    finally:
-        # Closing the generator (or dropping it) closes the pager; after the store closed
-        # there is no loop left to do it on, and nothing left to release.
-        with contextlib.suppress(Exception):
-            on_loop(loop, pager.aclose(), path)
+class BlockingIterator(Iterator[T]):
+    """The sync facade's twin of *pager*: each ``next()`` that needs a page blocks for it.
+
+    There is no finalizer, on purpose: the garbage collector may drop an abandoned iterator on
+    any thread, the store's own loop thread included, where nothing may wait for that loop. A
+    pager registers nothing between pages, so dropping it releases nothing.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pager: PagedIterator[T], path: str) -> None:
+        self._loop = loop
+        self._pager = pager
+        self._path = path
+        self._items: deque[T] = deque()
+        self._ended = False
+
+    def __iter__(self) -> BlockingIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        while not self._items:
+            if self._ended:
+                raise StopIteration
+            page = on_loop(self._loop, self._pager.next_page(), self._path)
+            if page is None:
+                self._ended = True
+                raise StopIteration
+            self._items.extend(page)
+        return self._items.popleft()
+
+    def close(self) -> None:
+        """Stop early: the next ``next()`` ends the iteration."""
+        self._ended = True
+        self._items.clear()
