@@ -50,8 +50,13 @@ class ListPager(PagedIterator[T]):
         self._fetch: Callable[[], Awaitable[list[T]]] | None = fetch
 
     async def next_page(self) -> list[T] | None:
-        fetch, self._fetch = self._fetch, None
-        return None if fetch is None else await fetch()
+        if self._fetch is None:
+            return None
+        # Forgotten only once read: after a failed or cancelled read, iterating again retries
+        # it instead of ending as if the result were empty.
+        page = await self._fetch()
+        self._fetch = None
+        return page
 
     async def aclose(self) -> None:
         self._fetch = None
