@@ -8,11 +8,13 @@ async generators.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
 from ._bridge import on_loop
+from ._errors import StoreClosed
 
 T = TypeVar("T")
 
@@ -22,21 +24,28 @@ class PagedIterator(Generic[T]):
 
     def __init__(self) -> None:
         self._items: deque[T] = deque()
+        self.stopped = False
 
     async def next_page(self) -> list[T] | None:
         """The next non-empty page, or ``None`` at the end."""
         raise NotImplementedError
 
+    def stop(self) -> None:
+        """Stop early (on the loop's thread); subclasses also wake a waiting ``next_page``."""
+        self.stopped = True
+        self._items.clear()
+
     async def aclose(self) -> None:
-        """Stop early; the next ``__anext__`` ends the iteration."""
+        """Stop early: a consumer waiting in ``async for`` wakes, and the iteration ends."""
+        self.stop()
 
     def __aiter__(self) -> PagedIterator[T]:
         return self
 
     async def __anext__(self) -> T:
         while not self._items:
-            page = await self.next_page()
-            if page is None:
+            page = None if self.stopped else await self.next_page()
+            if page is None or self.stopped:
                 raise StopAsyncIteration
             self._items.extend(page)
         return self._items.popleft()
@@ -75,23 +84,33 @@ class BlockingIterator(Iterator[T]):
         self._pager = pager
         self._path = path
         self._items: deque[T] = deque()
+        self._begun = False
         self._ended = False
 
     def __iter__(self) -> BlockingIterator[T]:
         return self
 
     def __next__(self) -> T:
-        while not self._items:
-            if self._ended:
-                raise StopIteration
-            page = on_loop(self._loop, self._pager.next_page(), self._path)
+        while not self._ended:
+            if self._items:
+                return self._items.popleft()
+            try:
+                page = on_loop(self._loop, self._pager.next_page(), self._path)
+            except StoreClosed:
+                # The store closed after the iteration began: it ends, as the async one does.
+                if not self._begun:
+                    raise
+                page = None
+            self._begun = True
             if page is None:
                 self._ended = True
-                raise StopIteration
-            self._items.extend(page)
-        return self._items.popleft()
+            else:
+                self._items.extend(page)
+        raise StopIteration
 
     def close(self) -> None:
-        """Stop early: the next ``next()`` ends the iteration."""
+        """Stop early, from any thread: a ``next()`` waiting in another thread ends too."""
         self._ended = True
-        self._items.clear()
+        # Not waited for: this may be called on the loop's own thread.
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits on it
+            self._loop.call_soon_threadsafe(self._pager.stop)

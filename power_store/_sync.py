@@ -56,12 +56,12 @@ def _read_here(value: Any) -> Any:
 
 def _delegate_iter(
     method: Callable[Concatenate[AsyncSessionStore, P], PagedIterator[T]],
-) -> Callable[Concatenate[SessionStore, P], Iterator[T]]:
+) -> Callable[Concatenate[SessionStore, P], BlockingIterator[T]]:
     """The blocking twin of a method returning an async iterator: an iterator pulling whole
     pages from the loop (one hop per page, not per item)."""
 
     @functools.wraps(method)
-    def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+    def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> BlockingIterator[T]:
         store, loop = self._target()
         pager = on_loop(loop, _call_async(method, store, *args, **kwargs), store.path)
         return BlockingIterator(loop, pager, store.path)

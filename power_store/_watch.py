@@ -54,7 +54,7 @@ class WatchHub:
     def register(self, session_id: str) -> asyncio.Event:
         event = asyncio.Event()
         self._waiting.setdefault(session_id, set()).add(event)
-        if self._poller is None or self._poller.done():
+        if not self.closed and (self._poller is None or self._poller.done()):
             feed = self._feed(self)
             if feed is not None:
                 self._poller = asyncio.get_running_loop().create_task(
@@ -121,15 +121,18 @@ class Watch(PagedIterator[MessageRow]):
         #: The seq of the last message handed out.
         self.last_seq = after_seq
         self._started = False
-        self._ended = False
+        #: What wakes this watch while it waits: set by commits, the poller, and stop().
+        self._event: asyncio.Event | None = None
 
     async def next_page(self) -> list[MessageRow] | None:
-        while not self._ended:
+        while not self.stopped:
             # Register before reading: a commit landing between the read and the wait still
             # finds the event, so no wake-up is lost.
-            event = self._hub.register(self.session_id)
+            event = self._event = self._hub.register(self.session_id)
             try:
                 exists, rows = await self._fetch(self.session_id, self.last_seq, PAGE_SIZE)
+                if self.stopped:
+                    break
                 if not exists:
                     if not self._started:
                         raise SessionNotFound(self.session_id)
@@ -146,9 +149,12 @@ class Watch(PagedIterator[MessageRow]):
                     raise
                 break
             finally:
+                self._event = None
                 self._hub.unregister(self.session_id, event)
-        self._ended = True
+        self.stopped = True
         return None
 
-    async def aclose(self) -> None:
-        self._ended = True
+    def stop(self) -> None:
+        super().stop()
+        if self._event is not None:
+            self._event.set()

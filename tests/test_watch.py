@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import is_sync
 
-from power_store import AsyncSessionStore, SessionNotFound, SessionStore
+from power_store import AsyncSessionStore, SessionNotFound, SessionStore, StoreClosed
 
 pytestmark = pytest.mark.asyncio
 
@@ -195,3 +195,64 @@ async def test_many_watchers() -> None:
             await asyncio.gather(*(store.append_message(s, role="user") for s in sids))
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         assert all(seqs == [1, 2, 3, 4, 5] for seqs in results.values())
+
+
+async def test_aclose_wakes_and_ends_a_consumer_blocked_in_async_for() -> None:
+    async with AsyncSessionStore.open(":memory:") as store:
+        sid = await store.create_session()
+        watch = store.watch(sid)
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for message in watch:
+                got.append(message.seq)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.05)
+        assert (await store.stats()).watchers == 1  # blocked, nothing to read
+        await watch.aclose()
+        await asyncio.wait_for(task, 5)
+        await store.append_message(sid, role="user")
+        assert got == []
+        assert (await store.stats()).watchers == 0
+
+
+async def test_sync_watch_is_stopped_from_another_thread(file_path: str) -> None:
+    with SessionStore.open(file_path) as store:
+        sid = store.create_session()
+        watch = store.watch(sid)
+        got: list[int] = []
+        thread = threading.Thread(target=lambda: got.extend(m.seq for m in watch))
+        thread.start()
+        await _until(lambda: store.stats().watchers == 1)
+        watch.close()
+        await asyncio.to_thread(thread.join, 5)
+        assert not thread.is_alive()
+        store.append_message(sid, role="user")
+        assert got == []
+        with pytest.raises(StopIteration):
+            next(watch)
+
+
+async def test_after_the_store_closes_begun_iterators_end_and_new_ones_raise(store: Any) -> None:
+    # One rule on both facades: what has begun ends quietly, what has not raises StoreClosed.
+    sid = await store.create_session()
+    await store.append_message(sid, role="user")
+    target = store.sync if is_sync(store) else store
+    begun_watch, new_watch = target.watch(sid), target.watch(sid)
+    begun_export, new_export = target.export_session(sid), target.export_session(sid)
+
+    async def next_of(iterator: Any) -> Any:
+        return next(iterator) if is_sync(store) else await iterator.__anext__()
+
+    async def rest_of(iterator: Any) -> list[Any]:
+        return list(iterator) if is_sync(store) else [item async for item in iterator]
+
+    assert (await next_of(begun_watch)).seq == 1
+    assert (await next_of(begun_export)).startswith('{"type":"header"')
+    await store.close()
+    assert await rest_of(begun_watch) == []
+    assert len(await rest_of(begun_export)) == 3  # already read: session, message, state
+    for iterator in (new_watch, new_export):
+        with pytest.raises(StoreClosed):
+            await next_of(iterator)
