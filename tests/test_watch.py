@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -256,3 +257,66 @@ async def test_after_the_store_closes_begun_iterators_end_and_new_ones_raise(sto
     for iterator in (new_watch, new_export):
         with pytest.raises(StoreClosed):
             await next_of(iterator)
+
+
+async def test_a_replace_by_import_ends_the_watches_of_that_session(store: Any) -> None:
+    sid = await store.create_session(session_id="replaced")
+    await store.append_messages(sid, [{"role": "user", "content": f"v1-{c}"} for c in "abc"])
+    async with AsyncSessionStore.open(":memory:") as other:
+        await other.create_session(session_id=sid)
+        await other.append_messages(sid, [{"role": "user", "content": f"v2-{c}"} for c in "abcd"])
+        v2 = [line async for line in other.export_session(sid)]
+    waiting: list[str | None] = []  # a consumer blocked for the next message
+    if is_sync(store):
+        idle = store.sync.watch(sid)  # a consumer that is not reading when the replace lands
+        thread = threading.Thread(target=lambda: waiting.extend(m.content for m in
+                                                                store.sync.watch(sid)))  # fmt: skip
+        thread.start()
+        assert next(idle).content == "v1-a"
+    else:
+        idle = store.watch(sid)
+        consumer = store.watch(sid)
+
+        async def consume() -> None:
+            async for message in consumer:
+                waiting.append(message.content)
+
+        task = asyncio.ensure_future(consume())
+        assert (await idle.__anext__()).content == "v1-a"
+    await _until(lambda: len(waiting) == 3)
+    await store.import_session(v2, on_conflict="replace")
+    if is_sync(store):
+        await asyncio.to_thread(thread.join, 10)
+        assert not thread.is_alive()
+        rest = [m.content for m in idle]
+    else:
+        await asyncio.wait_for(task, 10)
+        rest = [m.content async for m in idle]
+    assert waiting == ["v1-a", "v1-b", "v1-c"]
+    # What it had read before the replace, and nothing of the new rows, whose seqs it would
+    # have skipped into (v2-d only).
+    assert rest == ["v1-b", "v1-c"]
+    after = store.sync.watch(sid) if is_sync(store) else store.watch(sid)
+    first = next(after) if is_sync(store) else await after.__anext__()
+    assert first.content == "v2-a"  # a watch begun after the replace follows the new rows
+
+
+async def test_a_watch_begun_while_a_replace_runs_follows_the_new_rows(file_path: str) -> None:
+    async with AsyncSessionStore.open(file_path, busy_timeout=30) as store:
+        sid = await store.create_session(session_id="replaced")
+        await store.append_messages(sid, [{"role": "user", "content": "v1"}] * 2)
+        v2 = [line.replace('"v1"', '"v2"') async for line in store.export_session(sid)]
+        store.watch(sid)  # the hub exists, as it would for any store that has watched
+        blocker = sqlite3.connect(file_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the import waits for the lock: it is in flight
+        try:
+            replace = asyncio.ensure_future(store.import_session(v2, on_conflict="replace"))
+            await asyncio.sleep(0.05)
+            first = asyncio.ensure_future(store.watch(sid).__anext__())
+            await asyncio.sleep(0.1)
+            assert not first.done()  # it waits for the import rather than read the old rows
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await replace
+        assert (await asyncio.wait_for(first, 5)).content == "v2"
