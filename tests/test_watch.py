@@ -301,6 +301,54 @@ async def test_a_replace_by_import_ends_the_watches_of_that_session(store: Any) 
     assert first.content == "v2-a"  # a watch begun after the replace follows the new rows
 
 
+async def test_a_foreign_commit_while_the_writer_is_busy_wakes_the_watch(file_path: str) -> None:
+    # The poller reads data_version on the writer connection, so while the writer waits for the
+    # file's write lock its reading waits too. Another connection (as another process would)
+    # holds that lock, and commits a message after the watcher's read: whatever data_version
+    # the poller then reads first, it must not be taken as "nothing new".
+    async with AsyncSessionStore.open(
+        file_path, busy_timeout=30, watch_poll_interval=0.01
+    ) as store:
+        sid = await store.create_session()
+        other = await store.create_session()
+        watch = store.watch(sid)
+
+        async def next_seq() -> int:
+            return (await asyncio.wait_for(watch.__anext__(), 5)).seq
+
+        foreign = sqlite3.connect(file_path, isolation_level=None)
+        try:
+            for seq in (1, 2):  # 1: the store's first poller; 2: a poller started again
+                foreign.execute("BEGIN IMMEDIATE")
+                busy = asyncio.ensure_future(store.append_message(other, role="user"))
+                await asyncio.sleep(0.05)  # the writer now waits for the lock
+                waiting = asyncio.ensure_future(next_seq())
+                await _until_async(store, lambda stats: stats.watchers == 1)
+                await asyncio.sleep(0.05)  # its read found nothing; it waits
+                foreign.execute(
+                    "INSERT INTO messages (session_id, seq, role, content, created_at, position) "
+                    "VALUES (?, ?, 'user', 'foreign', 0, ?)",
+                    (sid, seq, seq),
+                )
+                foreign.execute(
+                    "UPDATE session_state SET next_seq = ? WHERE session_id = ?", (seq + 1, sid)
+                )
+                foreign.execute("COMMIT")
+                await busy
+                assert await waiting == seq
+                await asyncio.sleep(0.1)  # nobody waits: the poller stops
+        finally:
+            foreign.close()
+
+
+async def _until_async(store: AsyncSessionStore, condition: Any) -> None:
+    for _ in range(500):
+        if condition(await store.stats()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
 async def test_a_watch_begun_while_a_replace_runs_follows_the_new_rows(file_path: str) -> None:
     async with AsyncSessionStore.open(file_path, busy_timeout=30) as store:
         sid = await store.create_session(session_id="replaced")
