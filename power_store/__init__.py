@@ -20,7 +20,7 @@ from ._errors import (
     StoreClosed,
     StoreOpenError,
 )
-from ._iterators import PagedIterator
+from ._iterators import BlockingIterator, PagedIterator
 from ._listing import SessionPage
 from ._maintenance import CheckpointResult, PruneResult
 from ._models import (
@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "MAX_SPAWN_DEPTH",
     "AsyncSessionStore",
+    "BlockingIterator",
     "BlockingSink",
     "CheckpointResult",
     "CompactionRow",

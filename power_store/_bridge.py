@@ -14,7 +14,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ._errors import StoreClosed
+from ._errors import FacadeMisuse, StoreClosed
 
 T = TypeVar("T")
 
@@ -47,7 +47,14 @@ def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], path:
     """Run *coro* as a task on *loop* (running in another thread) and wait for its result.
 
     :raises StoreClosed: the loop has stopped (the store on *path* was closed).
+    :raises FacadeMisuse: called on *loop*'s own thread, which would wait for itself forever.
     """
+    if asyncio._get_running_loop() is loop:
+        coro.close()
+        raise FacadeMisuse(
+            "a blocking SessionStore call (or next() on its iterator) was made on the store's "
+            "own event-loop thread, which would wait for itself forever"
+        )
     call = _Call()
     runner = call.run(coro)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
 from ._bridge import on_loop
+from ._errors import StoreClosed
 
 T = TypeVar("T")
 
@@ -23,21 +24,28 @@ class PagedIterator(Generic[T]):
 
     def __init__(self) -> None:
         self._items: deque[T] = deque()
+        self.stopped = False
 
     async def next_page(self) -> list[T] | None:
         """The next non-empty page, or ``None`` at the end."""
         raise NotImplementedError
 
+    def stop(self) -> None:
+        """Stop early (on the loop's thread); subclasses also wake a waiting ``next_page``."""
+        self.stopped = True
+        self._items.clear()
+
     async def aclose(self) -> None:
-        """Stop early; the next ``__anext__`` ends the iteration."""
+        """Stop early: a consumer waiting in ``async for`` wakes, and the iteration ends."""
+        self.stop()
 
     def __aiter__(self) -> PagedIterator[T]:
         return self
 
     async def __anext__(self) -> T:
         while not self._items:
-            page = await self.next_page()
-            if page is None:
+            page = None if self.stopped else await self.next_page()
+            if page is None or self.stopped:
                 raise StopAsyncIteration
             self._items.extend(page)
         return self._items.popleft()
@@ -51,20 +59,58 @@ class ListPager(PagedIterator[T]):
         self._fetch: Callable[[], Awaitable[list[T]]] | None = fetch
 
     async def next_page(self) -> list[T] | None:
-        fetch, self._fetch = self._fetch, None
-        return None if fetch is None else await fetch()
+        if self._fetch is None:
+            return None
+        # Forgotten only once read: after a failed or cancelled read, iterating again retries
+        # it instead of ending as if the result were empty.
+        page = await self._fetch()
+        self._fetch = None
+        return page
 
     async def aclose(self) -> None:
         self._fetch = None
 
 
-def blocking(loop: asyncio.AbstractEventLoop, pager: PagedIterator[T], path: str) -> Iterator[T]:
-    """The sync facade's twin of *pager*: a generator that blocks for each page."""
-    try:
-        while (page := on_loop(loop, pager.next_page(), path)) is not None:
-            yield from page
-    finally:
-        # Closing the generator (or dropping it) closes the pager; after the store closed
-        # there is no loop left to do it on, and nothing left to release.
-        with contextlib.suppress(Exception):
-            on_loop(loop, pager.aclose(), path)
+class BlockingIterator(Iterator[T]):
+    """The sync facade's twin of *pager*: each ``next()`` that needs a page blocks for it.
+
+    There is no finalizer, on purpose: the garbage collector may drop an abandoned iterator on
+    any thread, the store's own loop thread included, where nothing may wait for that loop. A
+    pager registers nothing between pages, so dropping it releases nothing.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pager: PagedIterator[T], path: str) -> None:
+        self._loop = loop
+        self._pager = pager
+        self._path = path
+        self._items: deque[T] = deque()
+        self._begun = False
+        self._ended = False
+
+    def __iter__(self) -> BlockingIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        while not self._ended:
+            if self._items:
+                return self._items.popleft()
+            try:
+                page = on_loop(self._loop, self._pager.next_page(), self._path)
+            except StoreClosed:
+                # The store closed after the iteration began: it ends, as the async one does.
+                if not self._begun:
+                    raise
+                page = None
+            self._begun = True
+            if page is None:
+                self._ended = True
+            else:
+                self._items.extend(page)
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop early, from any thread: a ``next()`` waiting in another thread ends too."""
+        self._ended = True
+        # Not waited for: this may be called on the loop's own thread.
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits on it
+            self._loop.call_soon_threadsafe(self._pager.stop)

@@ -626,7 +626,12 @@ class AsyncSessionStore:
         if isinstance(lines, AsyncIterable):
             lines = [line async for line in lines]
         ids, rows = _export.parse_lines(lines)
-        imported: list[str] = await self._write(ImportSessions(ids, rows, on_conflict))
+        op = ImportSessions(ids, rows, on_conflict)
+        if on_conflict == "replace" and self._hub is not None:
+            with self._hub.replacing(ids):  # their watches end: seqs start again
+                imported: list[str] = await self._write(op)
+        else:
+            imported = await self._write(op)
         return imported
 
     async def stats(self) -> StoreStats:

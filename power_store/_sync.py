@@ -17,7 +17,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._bridge import on_loop
 from ._errors import FacadeMisuse, StoreClosed
-from ._iterators import PagedIterator, blocking
+from ._iterators import BlockingIterator, PagedIterator
 from ._models import DEFAULT_DB_PATH
 from ._sink import BlockingSink, Sink
 from ._store import AsyncSessionStore
@@ -56,15 +56,15 @@ def _read_here(value: Any) -> Any:
 
 def _delegate_iter(
     method: Callable[Concatenate[AsyncSessionStore, P], PagedIterator[T]],
-) -> Callable[Concatenate[SessionStore, P], Iterator[T]]:
-    """The blocking twin of a method returning an async iterator: a generator pulling whole
+) -> Callable[Concatenate[SessionStore, P], BlockingIterator[T]]:
+    """The blocking twin of a method returning an async iterator: an iterator pulling whole
     pages from the loop (one hop per page, not per item)."""
 
     @functools.wraps(method)
-    def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+    def call(self: SessionStore, /, *args: P.args, **kwargs: P.kwargs) -> BlockingIterator[T]:
         store, loop = self._target()
         pager = on_loop(loop, _call_async(method, store, *args, **kwargs), store.path)
-        return blocking(loop, pager, store.path)
+        return BlockingIterator(loop, pager, store.path)
 
     return call
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from ._errors import SessionNotFound, StoreClosed
@@ -39,6 +40,10 @@ class WatchHub:
     def __init__(self, feed: Callable[[WatchHub], Coroutine[Any, Any, None] | None]) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._feed = feed
+        #: Every watch not yet garbage, waiting or not: a replace must reach idle ones too.
+        self.watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        #: Sessions an import is replacing now, with what resolves when it is over.
+        self._replacing: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -54,7 +59,7 @@ class WatchHub:
     def register(self, session_id: str) -> asyncio.Event:
         event = asyncio.Event()
         self._waiting.setdefault(session_id, set()).add(event)
-        if self._poller is None or self._poller.done():
+        if not self.closed and (self._poller is None or self._poller.done()):
             feed = self._feed(self)
             if feed is not None:
                 self._poller = asyncio.get_running_loop().create_task(
@@ -68,6 +73,37 @@ class WatchHub:
             events.discard(event)
             if not events:
                 del self._waiting[session_id]
+
+    @contextlib.contextmanager
+    def replacing(self, session_ids: list[str]) -> Iterator[None]:
+        """Around an import that replaces *session_ids*.
+
+        A watch that has begun reading one of them ends (handing out only what it had read):
+        its ``last_seq`` means nothing in the new rows, whose seqs start again. One that begins
+        meanwhile waits for the import to be over, then follows whichever rows are there.
+        Marked before the import is even queued, so no read can see the new rows first.
+        """
+        ids = set(session_ids)
+        for watch in list(self.watches):
+            if watch.session_id in ids:
+                watch.replaced()
+        over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for sid in ids:
+            self._replacing.setdefault(sid, []).append(over)
+        try:
+            yield
+        finally:
+            for sid in ids:
+                pending = self._replacing[sid]
+                pending.remove(over)
+                if not pending:
+                    del self._replacing[sid]
+            over.set_result(None)
+
+    async def replaced(self, session_id: str) -> None:
+        """Return once no import is replacing *session_id*."""
+        while pending := self._replacing.get(session_id):
+            await pending[-1]
 
     def wake_all(self) -> None:
         for events in self._waiting.values():
@@ -120,16 +156,25 @@ class Watch(PagedIterator[MessageRow]):
         self.session_id = session_id
         #: The seq of the last message handed out.
         self.last_seq = after_seq
-        self._started = False
+        self._begun = False  # a read was issued
+        self._started = False  # a read found the session
         self._ended = False
+        #: What wakes this watch while it waits: set by commits, the poller, and stop().
+        self._event: asyncio.Event | None = None
+        hub.watches.add(self)
 
     async def next_page(self) -> list[MessageRow] | None:
-        while not self._ended:
+        while not (self.stopped or self._ended):
+            if not self._begun:
+                await self._hub.replaced(self.session_id)
+                self._begun = True
             # Register before reading: a commit landing between the read and the wait still
             # finds the event, so no wake-up is lost.
-            event = self._hub.register(self.session_id)
+            event = self._event = self._hub.register(self.session_id)
             try:
                 exists, rows = await self._fetch(self.session_id, self.last_seq, PAGE_SIZE)
+                if self.stopped or self._ended:
+                    break
                 if not exists:
                     if not self._started:
                         raise SessionNotFound(self.session_id)
@@ -146,9 +191,18 @@ class Watch(PagedIterator[MessageRow]):
                     raise
                 break
             finally:
+                self._event = None
                 self._hub.unregister(self.session_id, event)
         self._ended = True
         return None
 
-    async def aclose(self) -> None:
-        self._ended = True
+    def stop(self) -> None:
+        super().stop()
+        self.replaced()
+
+    def replaced(self) -> None:
+        """End after what was already read (see :meth:`WatchHub.replacing`), waking a wait."""
+        if self._begun:
+            self._ended = True
+            if self._event is not None:
+                self._event.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -133,3 +134,25 @@ async def test_bad_imports_change_nothing(store: Any) -> None:
         await store.import_session(lines, on_conflict="merge")
     with pytest.raises(SessionNotFound):
         await collect(store, "export_session", "nope")
+
+
+async def test_an_export_whose_first_read_failed_reads_again(store: Any) -> None:
+    export = store.sync.export_session("later") if is_sync(store) else store.export_session("later")
+    with pytest.raises(SessionNotFound):
+        next(export) if is_sync(store) else await export.__anext__()
+    await store.create_session(session_id="later")
+    lines = list(export) if is_sync(store) else [line async for line in export]
+    assert json.loads(lines[0])["session_id"] == "later"
+    assert len(lines) == 3  # header, session, state
+
+
+async def test_an_export_whose_first_read_was_cancelled_reads_again() -> None:
+    async with AsyncSessionStore.open(":memory:") as store:
+        sid = await store.create_session()
+        export = store.export_session(sid)
+        first = asyncio.ensure_future(export.__anext__())
+        await asyncio.sleep(0)  # the read is under way on the connection's thread
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert len([line async for line in export]) == 3

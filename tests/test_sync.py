@@ -166,3 +166,61 @@ def test_context_manager_and_repr(file_path: str) -> None:
         sid: Any = store.create_session()
         assert store.get_session(sid) is not None
     assert "closed" in repr(store)
+
+
+def test_iterator_dropped_or_used_on_the_loop_thread_never_deadlocks(file_path: str) -> None:
+    # The garbage collector finalizes an abandoned iterator on whatever thread it runs on, the
+    # store's own loop thread included; nothing done there may wait for that thread.
+    # (store._loop stands for code that happens to run there: a collection, a callback.)
+    proc, _ = _run_script(
+        f"""
+        import gc, os, threading
+        from power_store import FacadeMisuse, SessionStore
+
+        store = SessionStore.open({file_path!r})
+        sid = store.create_session()
+        store.append_message(sid, role="user", content="hi")
+        gc.disable()
+
+        def abandon(name):
+            iterator = getattr(store, name)(sid)
+            next(iterator)
+            cycle = [iterator]
+            cycle.append(cycle)  # only the collector can free it now
+
+        def on_loop(fn):
+            done = threading.Event()
+            result = []
+
+            def run():
+                try:
+                    result.append(fn())
+                except Exception as exc:
+                    result.append(type(exc).__name__)
+                done.set()
+
+            store._loop.call_soon_threadsafe(run)
+            if not done.wait(10):
+                print("deadlocked", flush=True)
+                os._exit(1)
+            return result[0]
+
+        abandon("watch")
+        abandon("export_session")
+        on_loop(gc.collect)
+        print("collected", flush=True)
+        watch = store.watch(sid)
+        print("next on the loop thread:", on_loop(lambda: next(watch)), flush=True)
+        print("still serving:", store.create_session(session_id="alive"), flush=True)
+        print("same iterator elsewhere:", next(watch).content, flush=True)
+        store.close()
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        "collected",
+        "next on the loop thread: FacadeMisuse",
+        "still serving: alive",
+        "same iterator elsewhere: hi",
+    ]

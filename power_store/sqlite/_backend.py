@@ -58,6 +58,8 @@ class SqliteBackend(Backend):
         # Use SqliteBackend.open(); this only wires parts that are already running.
         self.location = path
         self._options = options
+        #: PRAGMA data_version as the watch poller last read it; kept between pollers.
+        self._data_version: int | None = None
         self._writer_conn = writer_conn
         self.writer = writer
         self._readers = readers
@@ -227,15 +229,19 @@ class SqliteBackend(Backend):
     async def _poll_data_version(self, hub: WatchHub) -> None:
         """``PRAGMA data_version`` on the writer connection changes only when *another*
         connection commits: poll it while anyone waits, and wake every watcher when it moves."""
+        # No baseline of its own: a watcher may have read before this poller's first reading
+        # (which waits for the writer connection, maybe behind a long batch), and a commit in
+        # between would be folded into it. The version compared against was read before any
+        # current watcher last read (it is kept from earlier pollers; none at first, so the
+        # first reading wakes everyone: at worst one read too many per watcher).
         interval = self._options.watch_poll_interval
         try:
-            version = await self.on_writer(_queries.data_version)
             while hub.waiting and not hub.closed:
-                await asyncio.sleep(interval)
                 current = await self.on_writer(_queries.data_version)
-                if current != version:
-                    version = current
+                if current != self._data_version:
+                    self._data_version = current
                     hub.wake_all()
+                await asyncio.sleep(interval)
         except Exception as exc:
             # The store closing under us, or its connection failing: watchers still wake on
             # this store's own commits, and a new watcher starts a new poller.

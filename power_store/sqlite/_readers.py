@@ -95,10 +95,12 @@ class ReaderPool:
             conn: aiosqlite.Connection = await waiter
             return conn
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Handed a connection in the same instant we were cancelled: pass it on.
                 self._release(waiter.result())
-            else:
+            elif waiter in self._waiters:
+                # Not if _release (which skips cancelled waiters) or close() took it out
+                # already: the caller must see its cancellation, never a ValueError.
                 self._waiters.remove(waiter)
             raise
 
